@@ -212,8 +212,9 @@ def load(
             f"could not load a tokenizer for {name_or_path!r} ({type(err).__name__}): pass a local model folder, "
             f"a reachable hub id, or one of {MODEL_KEYS}"
         ) from err
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected
+    hf_logging.disable_progress_bar()  # loading takes well under a second; keep notebooks clean
     try:
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -226,6 +227,8 @@ def load(
         ) from err
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:

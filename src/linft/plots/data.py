@@ -28,7 +28,7 @@ def length_distributions(lengths: pd.DataFrame, max_length: int | None = None, u
     return fig
 
 
-def sanity_curves(log: pd.DataFrame, majority: float, loss_col: str = "train_loss", acc_col: str = "eval_acc"):
+def sanity_curves(log: pd.DataFrame, majority: float, loss_col: str = "task_loss", acc_col: str = "eval_acc"):
     """Training loss and eval accuracy against step, with the majority-class accuracy as a reference line.
 
     ``log``: one row per logged step with columns ``step``, ``loss_col`` and (where evaluated) ``acc_col``.
