@@ -14,3 +14,9 @@ __version__ = "0.1.0"
 
 class LinftError(ValueError):
     """Raised for bad input; the message says what is wrong and what to do, in one line."""
+
+
+def check_choice(what: str, value, options) -> None:
+    """Raise :class:`LinftError` unless ``value`` is one of ``options`` (``what`` names the argument)."""
+    if value not in options:
+        raise LinftError(f"unknown {what} {value!r}: use one of {tuple(options)}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from linft import LinftError
+from linft import LinftError, check_choice
 from linft.ntk_gram import KERNELS, OUTPUTS, assemble, kernel_shape
 from linft.ntk_params import FullWeights, Selection, check_batch, lengths_of, select
 from linft.ntk_reference import explicit_jacobian, reference_jacobians
@@ -148,12 +148,9 @@ def empirical_ntk(
     ``cache``: True (``cache_dir("ntk")``) or a folder to reuse results keyed by model weights, parameter set,
     both batches, output and kernel. Raises :class:`LinftError` for bad input.
     """
-    if kernel not in KERNELS:
-        raise LinftError(f"unknown kernel {kernel!r}: use one of {KERNELS}")
-    if output not in OUTPUTS:
-        raise LinftError(f"unknown output {output!r}: use one of {OUTPUTS}")
-    if implementation not in IMPLEMENTATIONS:
-        raise LinftError(f"unknown implementation {implementation!r}: use one of {IMPLEMENTATIONS}")
+    check_choice("kernel", kernel, KERNELS)
+    check_choice("output", output, OUTPUTS)
+    check_choice("implementation", implementation, IMPLEMENTATIONS)
     if not memory_budget_gb or memory_budget_gb <= 0:
         raise LinftError(f"memory_budget_gb must be positive, got {memory_budget_gb!r}")
     bx = check_batch(batch, "batch")

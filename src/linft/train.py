@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from linft import LinftError
+from linft import LinftError, check_choice
 from linft.device import seed_everything
 from linft.linearize import LinearizedModel, _gap_numbers, logits_of, trainable_parameters
 from linft.regularize import GRANULARITIES, AnchoredStep, drift, snapshot
@@ -218,16 +218,11 @@ def fine_tune(
     ``.grad``) and θ after the optimizer step. With ``penalty="loss"`` both are at the pre-step θ.
     """
     # ---------------------------------------------------------------- validate
-    if loss not in LOSSES:
-        raise LinftError(f"unknown loss {loss!r}: use one of {LOSSES}")
-    if optimizer not in OPTIMIZERS:
-        raise LinftError(f"unknown optimizer {optimizer!r}: use one of {OPTIMIZERS}")
-    if penalty not in PENALTIES:
-        raise LinftError(f"unknown penalty {penalty!r}: use one of {PENALTIES}")
-    if granularity not in GRANULARITIES:
-        raise LinftError(f"unknown granularity {granularity!r}: use one of {GRANULARITIES}")
-    if mse_target not in MSE_TARGETS:
-        raise LinftError(f"unknown mse_target {mse_target!r}: use one of {MSE_TARGETS}")
+    check_choice("loss", loss, LOSSES)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("penalty", penalty, PENALTIES)
+    check_choice("granularity", granularity, GRANULARITIES)
+    check_choice("mse_target", mse_target, MSE_TARGETS)
     if not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
         raise LinftError(f"lr must be a positive number, got {lr!r}")
     if not isinstance(steps, int) or steps < 0:
