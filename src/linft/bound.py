@@ -1,0 +1,511 @@
+"""The anchored-regularization bound: how far anchored training can move, and how far it can leave the linearization.
+
+Setting. f(θ) ∈ R^{N×C} are the logits of a batch of N examples as a function of the trainable parameters θ ∈ R^P
+(the LoRA matrices and head, or any tensors of a small network), θ0 the start, J(θ) = ∂f/∂θ (NC × P), and
+f_lin(θ) = f(θ0) + J(θ0)(θ − θ0) the linearization. Norms of logits are Frobenius norms over the batch (the ``gap``
+of :func:`linft.linearize.linearization_gap`); norms of parameters are Euclidean over all trainable tensors
+(``drift_total`` of :func:`linft.regularize.drift`). R ≥ 0 is the task loss averaged over the training batch and
+
+    F(θ) = R(θ) + (λ/2) ‖θ − θ0‖²                                                    (anchored objective)
+
+Three steps, each with its assumptions. Which step is whose is marked, so the chapter can say so.
+
+1. **Drift bound** (textbook optimization; written out here, not quoted from the reference study). If the training
+   iterates never increase F, i.e. F(θ_{t+1}) ≤ F(θ_t) (true for gradient descent on F with step
+   η ≤ 1/(β + λ) when ∇R is β-Lipschitz, by the descent lemma; also for gradient flow), then F(θ_t) ≤ F(θ0) = R(θ0),
+   so (λ/2)‖θ_t − θ0‖² ≤ R(θ0) − R(θ_t) ≤ R(θ0), using R ≥ 0:
+
+       ‖θ_t − θ0‖ ≤ √(2 (R(θ0) − R(θ_t)) / λ) ≤ √(2 R(θ0) / λ).                      (:func:`drift_bound`)
+
+   Only monotone descent of F is used. It can be checked after the fact from the logged objective
+   (:func:`descent_violations`), which is how the book checks it rather than by estimating β. It does not hold in
+   general for minibatch SGD, AdamW (the preconditioner changes the geometry), or the selective variant (its
+   update is not the gradient of F). For those runs the bound is a reference line, not a theorem.
+
+2. **Taylor remainder with a Lipschitz Jacobian** (standard calculus). For u = θ − θ0,
+
+       f(θ0 + u) − f_lin(θ0 + u) = ∫_0^1 (J(θ0 + s u) − J(θ0)) u ds.
+
+   If ‖(J(θ0 + s u) − J(θ0)) u‖ ≤ L s ‖u‖² for s ∈ [0, 1] (which holds when J is L-Lipschitz in operator norm on
+   the segment), then ‖f(θ) − f_lin(θ)‖ ≤ (L/2) ‖θ − θ0‖² (:func:`gap_bound`). Applied per example it gives the
+   per-example form; applied to the stacked batch it gives the Frobenius form used here.
+
+3. **Combination** (ours: the reference study bounds the distance between the nonlinear and the linearized
+   training trajectories as a function of λ; this same-parameters corollary is derived here). With L the constant
+   of step 2 over the ball of radius √(2R(θ0)/λ) that step 1 confines the iterates to,
+
+       ‖f(θ_t) − f_lin(θ_t)‖ ≤ (L/2) · 2R(θ0)/λ = L R(θ0) / λ.                         (:func:`anchored_gap_bound`)
+
+   The gap bound falls as 1/λ, the drift bound as 1/√λ.
+
+Estimating L (ours). :func:`jacobian_lipschitz` samples directions u of norm r around θ0 and measures the change of
+the Jacobian with Jacobian-vector products (``torch.func.jvp``, exact up to float rounding):
+
+- ``L_jac`` = ‖(J(θ0 + u) − J(θ0)) v‖ / (‖u‖ ‖v‖), with v = u (``probe="along"``, the quantity step 2 needs) or an
+  independent random v (``probe="random"``, a lower estimate of the operator-norm Lipschitz constant);
+- ``L_taylor`` = 2 ‖f(θ0 + u) − f(θ0) − J(θ0) u‖ / ‖u‖², the logits-level second difference (the average curvature
+  along the segment; by step 2 it never exceeds the sup of ``L_jac`` along it).
+
+A maximum over finitely many sampled directions is a *lower* estimate of the supremum in step 2, so a bound built
+from it is an estimate, not a certificate. Random isotropic directions can also miss the directions training takes;
+pass ``directions=[θ_T − θ0]`` to probe along a trajectory. :func:`lipschitz_at` turns the samples into L over a ball
+(running maximum over the sampled radii up to the ball's radius). :func:`bound_table` lines up a training log with
+both bounds and flags every step where the measured gap exceeds them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+from linft import LinftError
+
+__all__ = [
+    "drift_bound",
+    "descent_violations",
+    "gap_bound",
+    "anchored_gap_bound",
+    "functional",
+    "random_directions",
+    "taylor_remainder",
+    "jacobian_lipschitz",
+    "lipschitz_curve",
+    "lipschitz_at",
+    "bound_table",
+]
+
+Params = Mapping[str, torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _number(value, name: str, *, positive: bool = False, allow_inf: bool = False) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise LinftError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool):
+        raise LinftError(f"{name} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise LinftError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(value) or (not allow_inf and math.isinf(value)):
+        raise LinftError(f"{name} must be a finite number, got {value}")
+    if positive and not value > 0:
+        raise LinftError(f"{name} must be > 0, got {value}")
+    if not positive and value < 0:
+        raise LinftError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _params(theta, name: str = "theta0") -> "OrderedDict[str, torch.Tensor]":
+    if isinstance(theta, torch.Tensor):
+        return OrderedDict([("theta", theta)])
+    if not isinstance(theta, Mapping) or not theta:
+        raise LinftError(f"{name} must be a non-empty name → tensor mapping (or one tensor), got {type(theta).__name__}")
+    for key, value in theta.items():
+        if not isinstance(value, torch.Tensor):
+            raise LinftError(f"{name}[{key!r}] must be a tensor, got {type(value).__name__}")
+    return OrderedDict((k, v.detach()) for k, v in theta.items())
+
+
+def _norm(params: Params) -> torch.Tensor:
+    return torch.sqrt(sum((t.double() ** 2).sum() for t in params.values()))
+
+
+def _combine(a: Params, b: Params, alpha: float = 1.0) -> "OrderedDict[str, torch.Tensor]":
+    return OrderedDict((k, a[k] + alpha * b[k]) for k in a)
+
+
+def _scaled(u: Params, s: float) -> "OrderedDict[str, torch.Tensor]":
+    return OrderedDict((k, v * s) for k, v in u.items())
+
+
+# ---------------------------------------------------------------------------------------------- step 1
+
+
+def drift_bound(R0, lam, R_t=None) -> float:
+    """√(2 (R(θ0) − R(θ_t)) / λ), the largest ‖θ_t − θ0‖ monotone descent on the anchored objective allows.
+
+    Args:
+        R0: task loss at θ0 (≥ 0), averaged over the training batch as in the objective.
+        lam: λ ≥ 0. With λ = 0 there is no bound: returns ``inf``.
+        R_t: task loss at θ_t (optional, ≥ 0). Gives the tighter √(2(R0 − R_t)/λ); without it, √(2 R0/λ).
+
+    Assumptions (module docstring, step 1): R ≥ 0 and F(θ_t) ≤ F(θ0) (monotone descent). If R_t > R0 the
+    anchored objective cannot have decreased unless θ_t = θ0, so the bound is 0.
+    """
+    R0 = _number(R0, "R0")
+    lam = _number(lam, "lam (λ)")
+    budget = R0
+    if R_t is not None:
+        budget = max(R0 - _number(R_t, "R_t"), 0.0)
+    if lam == 0:
+        return math.inf
+    return math.sqrt(2.0 * budget / lam)
+
+
+def descent_violations(objective, rtol: float = 1e-6) -> int:
+    """How many steps increased the anchored objective F = R + (λ/2)‖θ − θ0‖² (the ``loss`` column of a
+    :func:`linft.train.fine_tune` log), beyond a relative tolerance ``rtol`` for float rounding.
+
+    Zero means the drift bound's one assumption held on this run (at the logged steps).
+    """
+    values = np.asarray(objective, dtype=np.float64).reshape(-1)
+    if values.size == 0:
+        raise LinftError("objective is empty: pass the logged values of R + (λ/2)‖θ − θ0‖²")
+    if not np.all(np.isfinite(values)):
+        raise LinftError("objective has non-finite values: the run diverged, so no bound applies")
+    rtol = _number(rtol, "rtol")
+    increase = np.diff(values)
+    return int((increase > rtol * np.maximum(np.abs(values[:-1]), 1e-12)).sum())
+
+
+# ---------------------------------------------------------------------------------------------- steps 2, 3
+
+
+def gap_bound(L, drift):
+    """(L/2)‖θ − θ0‖²: the Taylor-remainder bound on ‖f(θ) − f_lin(θ)‖ (step 2), for an L valid on the segment.
+
+    ``L`` and ``drift`` may be floats or arrays (elementwise); both must be ≥ 0.
+    """
+    L_arr = np.asarray(L, dtype=np.float64)
+    d_arr = np.asarray(drift, dtype=np.float64)
+    if np.any(np.isnan(L_arr)) or np.any(L_arr < 0):
+        raise LinftError(f"L must be >= 0 (a Lipschitz constant), got {L}")
+    if np.any(np.isnan(d_arr)) or np.any(d_arr < 0):
+        raise LinftError(f"drift must be >= 0 (a norm ‖θ − θ0‖), got {drift}")
+    out = 0.5 * L_arr * d_arr**2
+    return float(out) if out.ndim == 0 else out
+
+
+def anchored_gap_bound(L, R0, lam) -> float:
+    """L·R(θ0)/λ: the gap bound implied by the drift bound (step 3, ours); ``inf`` for λ = 0.
+
+    ``L`` must be valid on the ball of radius :func:`drift_bound` ``(R0, lam)`` (see :func:`lipschitz_at`).
+    """
+    L = _number(L, "L", allow_inf=True)
+    R0 = _number(R0, "R0")
+    lam = _number(lam, "lam (λ)")
+    if lam == 0:
+        return math.inf
+    return L * R0 / lam
+
+
+# ---------------------------------------------------------------------------------------------- functions of θ
+
+
+def functional(model: nn.Module, *args, params: Sequence[str] | None = None, **kwargs):
+    """``(f, theta0)`` for a module: ``f(θ)`` is its output on the given inputs with the trainable tensors replaced.
+
+    Args:
+        model: any module (a linft classifier with LoRA, a :class:`linft.toy.MLP`, ...). Put in eval mode.
+        *args, **kwargs: the inputs, e.g. ``functional(lora_model, input_ids=ids, attention_mask=mask)`` or
+            ``functional(mlp, x)``. A batch dict from :func:`linft.data.as_batch` can be passed as the one positional
+            argument; its ``input_ids`` and ``attention_mask`` are used (``labels`` dropped).
+        params: names of the tensors that form θ (default: every parameter with ``requires_grad``).
+
+    Returns:
+        ``f``: θ (name → tensor) → logits [N, C] (a Hugging Face output is reduced to its ``logits``);
+        ``theta0``: the current values of those tensors, detached.
+    """
+    from linft.linearize import logits_of
+
+    if not isinstance(model, nn.Module):
+        raise LinftError(f"model must be an nn.Module, got {type(model).__name__}")
+    if len(args) == 1 and isinstance(args[0], Mapping) and not kwargs:
+        batch = args[0]
+        if "input_ids" not in batch:
+            raise LinftError(f"batch has no 'input_ids' (keys {sorted(batch)}): pass linft.data.as_batch output")
+        args, kwargs = (), {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask")}
+    named = dict(model.named_parameters())
+    if params is None:
+        names = [n for n, p in named.items() if p.requires_grad]
+    else:
+        names = list(params)
+        missing = [n for n in names if n not in named]
+        if missing:
+            raise LinftError(f"model has no parameter {missing[0]!r}: pass names from model.named_parameters()")
+    if not names:
+        raise LinftError("model has no trainable parameters: attach LoRA or set requires_grad on some tensors")
+    model.eval()
+    theta0 = OrderedDict((n, named[n].detach().clone()) for n in names)
+
+    def f(theta: Params) -> torch.Tensor:
+        out = logits_of(functional_call(model, dict(theta), args, kwargs))
+        return out if out.dim() > 1 else out.unsqueeze(-1)
+
+    return f, theta0
+
+
+def random_directions(theta0, n: int, seed: int = 0) -> list["OrderedDict[str, torch.Tensor]"]:
+    """``n`` directions, isotropic Gaussian over all tensors of θ jointly, each scaled to unit Euclidean norm."""
+    theta0 = _params(theta0)
+    if not isinstance(n, int) or n < 1:
+        raise LinftError(f"n must be a positive integer, got {n!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for _ in range(n):
+        u = OrderedDict((k, torch.randn(v.shape, generator=gen, dtype=v.dtype).to(v.device)) for k, v in theta0.items())
+        norm = _norm(u).item()
+        out.append(_scaled(u, 1.0 / norm))
+    return out
+
+
+def _check_direction(u, theta0, index: int) -> "OrderedDict[str, torch.Tensor]":
+    if not isinstance(u, Mapping):
+        raise LinftError(f"directions[{index}] must be a name → tensor mapping like theta0, got {type(u).__name__}")
+    missing = [k for k in theta0 if k not in u]
+    if missing:
+        raise LinftError(f"directions[{index}] lacks tensor {missing[0]!r}: give one tensor per tensor of theta0")
+    out = OrderedDict()
+    for k, t0 in theta0.items():
+        t = torch.as_tensor(u[k]).detach().to(dtype=t0.dtype, device=t0.device)
+        if t.shape != t0.shape:
+            raise LinftError(f"directions[{index}][{k!r}] has shape {tuple(t.shape)}, theta0 has {tuple(t0.shape)}")
+        out[k] = t
+    norm = _norm(out).item()
+    if not norm > 0 or not math.isfinite(norm):
+        raise LinftError(f"directions[{index}] has norm {norm}: a direction must be non-zero and finite")
+    return _scaled(out, 1.0 / norm)
+
+
+@torch.no_grad()
+def taylor_remainder(f: Callable, theta0, theta) -> torch.Tensor:
+    """f(θ) − f_lin(θ) = f(θ) − f(θ0) − J(θ0)(θ − θ0), same shape as f's output (one jvp and one forward)."""
+    theta0 = _params(theta0)
+    theta = _check_point(theta, theta0, "theta")
+    u = OrderedDict((k, theta[k] - theta0[k]) for k in theta0)
+    base, lin = jvp(f, (dict(theta0),), (dict(u),))
+    return f(dict(theta)) - base - lin
+
+
+def _check_point(theta, theta0, name: str) -> "OrderedDict[str, torch.Tensor]":
+    theta = _params(theta, name)
+    missing = [k for k in theta0 if k not in theta]
+    if missing:
+        raise LinftError(f"{name} lacks tensor {missing[0]!r}: give the same tensors as theta0")
+    return OrderedDict((k, theta[k]) for k in theta0)
+
+
+def _row_norms(x: torch.Tensor, per_example: bool) -> torch.Tensor:
+    x = x.double()
+    if per_example:
+        return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
+    return torch.linalg.vector_norm(x).reshape(1)
+
+
+@torch.no_grad()
+def jacobian_lipschitz(
+    f: Callable,
+    theta0,
+    radii: Sequence[float],
+    n_samples: int = 4,
+    *,
+    probe: str = "along",
+    directions: Sequence[Params] | None = None,
+    seed: int = 0,
+    per_example: bool = False,
+) -> pd.DataFrame:
+    """Sampled Jacobian-Lipschitz ratios around θ0, one row per (direction, radius[, example]).
+
+    For each unit direction û and radius r, u = r û and
+
+    - ``L_jac`` = ‖(J(θ0 + u) − J(θ0)) v‖ / (‖u‖‖v‖) with v = û (``probe="along"``) or an independent random unit
+      v (``probe="random"``), from two Jacobian-vector products;
+    - ``L_taylor`` = 2‖f(θ0 + u) − f(θ0) − J(θ0)u‖ / ‖u‖² (logits-level second difference; free with ``"along"``).
+
+    Args:
+        f: θ → logits [N, C] (e.g. from :func:`functional`); must be differentiable with ``torch.func.jvp``.
+        theta0: the expansion point (name → tensor).
+        radii: positive radii r.
+        n_samples: random directions (ignored when ``directions`` is given).
+        probe: ``"along"`` or ``"random"`` (see above).
+        directions: explicit directions (name → tensor, any non-zero norm; normalized here), e.g. θ_T − θ0.
+        seed: seeds the random directions.
+        per_example: norms per example (columns ``example``) instead of over the whole batch (Frobenius).
+
+    Returns:
+        DataFrame with columns ``radius``, ``sample``, [``example``], ``L_jac``, ``L_taylor`` (NaN for
+        ``probe="random"``), ``f_change`` (‖f(θ0 + u) − f(θ0)‖). The numbers are ratios of measured changes: a max
+        over samples is a lower estimate of the true supremum (see the module docstring).
+    """
+    theta0 = _params(theta0)
+    if not callable(f):
+        raise LinftError(f"f must be a function θ → logits, got {type(f).__name__}")
+    if probe not in ("along", "random"):
+        raise LinftError(f"unknown probe {probe!r}: use 'along' or 'random'")
+    if isinstance(radii, (int, float)):
+        radii = [radii]
+    radii = [_number(r, "radius", positive=True) for r in radii]
+    if not radii:
+        raise LinftError("radii is empty: pass at least one radius r > 0")
+    if directions is None:
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise LinftError(f"n_samples must be a positive integer, got {n_samples!r}")
+        units = random_directions(theta0, n_samples, seed=seed)
+    else:
+        if len(directions) == 0:
+            raise LinftError("directions is empty: pass at least one direction or leave it None")
+        units = [_check_direction(u, theta0, i) for i, u in enumerate(directions)]
+    probes = units if probe == "along" else random_directions(theta0, len(units), seed=seed + 7919)
+
+    t0 = dict(theta0)
+    base = f(t0)
+    if not isinstance(base, torch.Tensor):
+        raise LinftError(f"f must return a tensor of logits, got {type(base).__name__}")
+    rows = []
+    for i, (u_hat, v_hat) in enumerate(zip(units, probes)):
+        _, jv0 = jvp(f, (t0,), (dict(v_hat),))  # J(θ0) v̂
+        ju0 = jv0 if probe == "along" else jvp(f, (t0,), (dict(u_hat),))[1]  # J(θ0) û
+        for r in radii:
+            point = _combine(theta0, u_hat, r)
+            f_r, jv_r = jvp(f, (dict(point),), (dict(v_hat),))
+            jac = _row_norms(jv_r - jv0, per_example) / r
+            change = _row_norms(f_r - base, per_example)
+            if probe == "along":
+                taylor = 2.0 * _row_norms(f_r - base - r * ju0, per_example) / r**2
+            else:
+                taylor = torch.full_like(jac, float("nan"))
+            for k in range(jac.shape[0]):
+                row = {"radius": r, "sample": i}
+                if per_example:
+                    row["example"] = k
+                row.update(L_jac=jac[k].item(), L_taylor=taylor[k].item(), f_change=change[k].item())
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lipschitz_curve(samples: pd.DataFrame, column: str = "L_jac") -> pd.DataFrame:
+    """Summary per radius of :func:`jacobian_lipschitz` output: ``radius``, ``mean``, ``max``, ``n``."""
+    if not isinstance(samples, pd.DataFrame) or "radius" not in samples or column not in samples:
+        raise LinftError(f"samples must be the DataFrame of jacobian_lipschitz (with 'radius' and {column!r})")
+    if samples.empty:
+        raise LinftError("samples is empty: run jacobian_lipschitz with at least one radius and direction")
+    grouped = samples.groupby("radius")[column]
+    return pd.DataFrame({"mean": grouped.mean(), "max": grouped.max(), "n": grouped.count()}).reset_index()
+
+
+def lipschitz_at(curve: pd.DataFrame, radius, stat: str = "max", extrapolate: bool = False):
+    """L over the ball of radius ``radius``: the running maximum of ``curve[stat]`` over sampled radii ≤ ``radius``.
+
+    Step 2 needs the Jacobian change at every distance s·‖u‖, s ∈ [0, 1], so a ball's constant is the largest
+    sampled ratio at radii up to its radius (at least the smallest sampled radius's value). Beyond the largest
+    sampled radius the value is unknown: NaN, or with ``extrapolate`` the largest-radius value (an optimistic guess).
+    ``radius`` may be a float or an array; returns the same.
+    """
+    if not isinstance(curve, pd.DataFrame) or "radius" not in curve or stat not in curve:
+        raise LinftError(f"curve must be the DataFrame of lipschitz_curve (with 'radius' and {stat!r})")
+    if curve.empty:
+        raise LinftError("curve is empty: estimate L at one radius at least")
+    ordered = curve.sort_values("radius")
+    r = ordered["radius"].to_numpy(dtype=np.float64)
+    running = np.maximum.accumulate(ordered[stat].to_numpy(dtype=np.float64))
+    query = np.asarray(radius, dtype=np.float64)
+    if np.any(np.isnan(query)) or np.any(query < 0):
+        raise LinftError(f"radius must be >= 0, got {radius}")
+    idx = np.searchsorted(r, query, side="right") - 1
+    out = running[np.clip(idx, 0, len(r) - 1)]
+    beyond = query > r[-1] * (1 + 1e-9)
+    if not extrapolate:
+        out = np.where(beyond & np.isfinite(query), np.nan, out)
+        out = np.where(np.isinf(query), np.nan, out)
+    return float(out) if out.ndim == 0 else out
+
+
+# ---------------------------------------------------------------------------------------------- a training log
+
+
+def bound_table(
+    log: pd.DataFrame,
+    curve: pd.DataFrame,
+    lam: float,
+    *,
+    gap: str = "gap_train",
+    stat: str = "max",
+    extrapolate: bool = False,
+    rtol: float = 1e-3,
+) -> pd.DataFrame:
+    """A :func:`linft.train.fine_tune` log next to both bounds, one row per logged step.
+
+    The gap column and ``curve`` must refer to the same examples (fine_tune's ``gap_train`` uses the first
+    ``gap_n`` training examples: estimate L on those). Columns:
+
+    - ``step``, ``lam``, ``R``, ``objective`` (R + penalty), ``drift`` (measured ‖θ_t − θ0‖), ``gap`` (measured);
+    - ``drift_bound`` = √(2R(θ0)/λ) and ``drift_bound_t`` = √(2(R(θ0) − R(θ_t))/λ) (step 1);
+    - ``L_measured`` = L over the ball of the measured drift, ``bound_measured`` = (L/2)·drift² (step 2, a
+      posteriori; also defined for λ = 0);
+    - ``L_anchored`` = L over the ball of radius drift_bound, ``bound_anchored`` = L·R(θ0)/λ (step 3, a priori);
+    - ``ratio_measured`` = gap / bound_measured and ``ratio_anchored`` = gap / bound_anchored (≤ 1 where the bound
+      holds);
+    - ``drift_exceeds``, ``gap_exceeds_measured``, ``gap_exceeds_anchored``: booleans, True where the measured
+      value is above its bound by more than the relative tolerance ``rtol`` (NaN bounds count as not exceeded;
+      check the bound columns for NaN). Steps with zero drift (θ_t = θ0) are not checked: both bounds are 0 there
+      and the measured gap is rounding noise between two code paths.
+
+    Why a tolerance: when the network is close to quadratic along its path, the Taylor bound is attained (the
+    remainder *is* (L/2)‖u‖² for a quadratic), so measurement and bound can tie, and float32 rounding of logits and
+    Jacobian-vector products (relative error around 1e-4 on these differences) decides the sign. The ratios are
+    reported unrounded.
+    """
+    needed = ["step", "task_loss", "drift_total", gap]
+    if not isinstance(log, pd.DataFrame):
+        raise LinftError(f"log must be a fine_tune log DataFrame, got {type(log).__name__}")
+    missing = [c for c in needed if c not in log.columns]
+    if missing:
+        raise LinftError(f"log lacks columns {missing}: run fine_tune with track_gap=True (columns {needed})")
+    if log.empty:
+        raise LinftError("log is empty: nothing to compare")
+    lam = _number(lam, "lam (λ)")
+    R = log["task_loss"].to_numpy(dtype=np.float64)
+    R0 = float(R[0])
+    drift = log["drift_total"].to_numpy(dtype=np.float64)
+    measured = log[gap].to_numpy(dtype=np.float64)
+    objective = log["loss"].to_numpy(dtype=np.float64) if "loss" in log else R + 0.5 * lam * drift**2
+    d_bound = drift_bound(R0, lam)
+    d_bound_t = np.array([drift_bound(R0, lam, max(r, 0.0)) for r in R])
+    L_meas = np.asarray(lipschitz_at(curve, drift, stat=stat, extrapolate=extrapolate), dtype=np.float64)
+    b_meas = 0.5 * L_meas * drift**2
+    if lam > 0:
+        L_anch = float(lipschitz_at(curve, d_bound, stat=stat, extrapolate=extrapolate))
+        b_anch = L_anch * R0 / lam
+    else:
+        L_anch, b_anch = float("nan"), math.inf
+    rtol = _number(rtol, "rtol")
+    table = pd.DataFrame(
+        {
+            "step": log["step"].to_numpy(),
+            "lam": lam,
+            "R": R,
+            "objective": objective,
+            "drift": drift,
+            "drift_bound": d_bound,
+            "drift_bound_t": d_bound_t,
+            "gap": measured,
+            "L_measured": L_meas,
+            "bound_measured": b_meas,
+            "L_anchored": L_anch,
+            "bound_anchored": b_anch,
+        }
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["ratio_measured"] = np.where(b_meas > 0, measured / b_meas, np.where(measured > 0, np.inf, np.nan))
+        if math.isnan(b_anch):
+            table["ratio_anchored"] = np.nan
+        else:
+            table["ratio_anchored"] = measured / b_anch if b_anch > 0 else np.where(measured > 0, np.inf, np.nan)
+    moved = drift > 0  # at θ = θ0 both bounds are 0 and the "gap" is float noise between two code paths
+    table.loc[~moved, ["ratio_measured", "ratio_anchored"]] = np.nan
+    table["drift_exceeds"] = drift > d_bound * (1 + rtol) + 1e-12
+    table["gap_exceeds_measured"] = moved & np.where(np.isnan(b_meas), False, measured > b_meas * (1 + rtol) + 1e-12)
+    table["gap_exceeds_anchored"] = moved & bool(not math.isnan(b_anch)) & (measured > b_anch * (1 + rtol) + 1e-12)
+    return table

@@ -1,0 +1,268 @@
+"""Figures of the linearization chapters (1 and 2): kernel movement in the toy MLP, the real vs the linearized
+language model over training, measured linearization gaps against their bounds, Jacobian-Lipschitz estimates,
+and the accuracy/linearity trade-off.
+
+Each function takes tidy DataFrames and returns the ``Figure``; it never saves or closes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from linft import LinftError
+
+__all__ = [
+    "kernel_movement",
+    "real_vs_linear",
+    "output_scatter",
+    "gap_vs_bound",
+    "lipschitz_vs_radius",
+    "tradeoff",
+    "loglog_slope",
+]
+
+
+def _require(frame, columns, what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise LinftError(f"{what} needs a DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LinftError(f"{what} needs columns {columns}; missing {missing}")
+    if frame.empty:
+        raise LinftError(f"{what} got an empty DataFrame: nothing to plot")
+
+
+def _lam_label(lam: float) -> str:
+    return f"λ = {lam:g}"
+
+
+def _lam_colors(lams) -> dict:
+    lams = sorted(set(float(v) for v in lams))
+    palette = sns.color_palette("viridis", n_colors=max(len(lams), 2))
+    return {lam: palette[i] for i, lam in enumerate(lams)}
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x (NaN with fewer than two positive points)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 2 or len(np.unique(x[keep])) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+
+
+def kernel_movement(by_width: pd.DataFrame, by_lam: pd.DataFrame | None = None, y: str = "kernel_change"):
+    """Relative kernel change ‖K_T − K_0‖/‖K_0‖ against width (log-log, with the fitted slope and 1/√m, 1/m
+    reference slopes) and, if ``by_lam`` is given, against λ (symlog x) at fixed width.
+
+    Inputs: :func:`linft.toy.kernel_movement` frames (columns ``width``, ``lam``, ``seed``, ``y``); seeds are
+    shown as points and their mean as a line.
+    """
+    _require(by_width, ["width", y], "kernel_movement (by_width)")
+    panels = 2 if by_lam is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), squeeze=False)
+    ax = axes[0, 0]
+    mean = by_width.groupby("width")[y].mean()
+    ax.scatter(by_width["width"], by_width[y], s=14, alpha=0.5, color="C0", label="one seed")
+    ax.plot(mean.index, mean.values, marker="o", color="C0", label="mean over seeds")
+    slope = loglog_slope(by_width["width"], by_width[y])
+    w0, v0 = float(mean.index[0]), float(mean.values[0])
+    ws = np.array([mean.index.min(), mean.index.max()], dtype=float)
+    for power, style in ((-0.5, ":"), (-1.0, "--")):
+        ax.plot(ws, v0 * (ws / w0) ** power, ls=style, color="0.45", lw=1, label=f"∝ width^{power:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden width m")
+    ax.set_ylabel("‖K_T − K_0‖_F / ‖K_0‖_F" if y == "kernel_change" else y)
+    ax.set_title(f"vs width (λ = 0): fitted slope {slope:.2f}")
+    ax.legend(fontsize=8)
+    if by_lam is not None:
+        _require(by_lam, ["lam", y], "kernel_movement (by_lam)")
+        ax = axes[0, 1]
+        mean = by_lam.groupby("lam")[y].mean()
+        position = {lam: i for i, lam in enumerate(mean.index)}  # λ grids include 0: equally spaced categories
+        ax.scatter(by_lam["lam"].map(position), by_lam[y], s=14, alpha=0.5, color="C1")
+        ax.plot(range(len(mean)), mean.values, marker="o", color="C1")
+        ax.set_xticks(range(len(mean)), [f"{lam:g}" for lam in mean.index])
+        ax.set_yscale("log")
+        ax.set_xlabel("anchoring strength λ")
+        widths = sorted(by_lam["width"].unique()) if "width" in by_lam else []
+        ax.set_title(f"vs λ (width {', '.join(str(w) for w in widths)})")
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def real_vs_linear(logs: pd.DataFrame):
+    """Over training, per λ: eval accuracy of the real and of the linearized model (each trained on its own), the
+    argmax agreement of the real model with its linearization at the real model's parameters, and the relative
+    gap ‖f − f_lin‖/‖f‖ there.
+
+    ``logs``: tidy, one row per (λ, kind, step), with columns ``lam``, ``kind`` ("real"/"linearized"),
+    ``step``, ``eval_acc``, ``agree_eval``, ``rel_gap_eval`` (the concatenated :func:`linft.train.fine_tune` logs).
+    """
+    _require(logs, ["lam", "kind", "step", "eval_acc", "agree_eval", "rel_gap_eval"], "real_vs_linear")
+    colors = _lam_colors(logs["lam"])
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.6))
+    for lam, color in colors.items():
+        for kind, style in (("real", "-"), ("linearized", "--")):
+            part = logs[(logs["lam"] == lam) & (logs["kind"] == kind)].sort_values("step")
+            if part.empty:
+                continue
+            axes[0].plot(part["step"], part["eval_acc"], ls=style, marker=".", color=color,
+                         label=f"{_lam_label(lam)}, {kind}")
+        real = logs[(logs["lam"] == lam) & (logs["kind"] == "real")].sort_values("step")
+        axes[1].plot(real["step"], real["agree_eval"], marker=".", color=color, label=_lam_label(lam))
+        rel = real[real["rel_gap_eval"] > 0]
+        axes[2].plot(rel["step"], rel["rel_gap_eval"], marker=".", color=color, label=_lam_label(lam))
+    axes[0].set_ylabel("eval accuracy")
+    axes[0].set_title("accuracy (solid: real, dashed: linearized)")
+    axes[1].set_ylabel("agreement of argmax")
+    axes[1].set_title("real f(θ_t) vs f_lin(θ_t)")
+    axes[2].set_ylabel("‖f − f_lin‖ / ‖f‖")
+    axes[2].set_yscale("log")
+    axes[2].set_title("relative gap at the real model's θ_t")
+    for ax in axes:
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=7, ncol=1)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def output_scatter(outputs: pd.DataFrame):
+    """Per λ, the real fine-tuned model's logit margin against the separately trained linearized model's, one
+    point per eval example, with the diagonal.
+
+    ``outputs``: columns ``lam``, ``margin_real``, ``margin_lin`` (margin = logit of class 1 − logit of class 0, or
+    the top-two difference for more classes), optionally ``agree``.
+    """
+    _require(outputs, ["lam", "margin_real", "margin_lin"], "output_scatter")
+    lams = sorted(outputs["lam"].unique())
+    colors = _lam_colors(lams)
+    fig, axes = plt.subplots(1, len(lams), figsize=(3.2 * len(lams), 3.3), squeeze=False, sharex=False)
+    for ax, lam in zip(axes[0], lams):
+        part = outputs[outputs["lam"] == lam]
+        ax.scatter(part["margin_lin"], part["margin_real"], s=10, alpha=0.7, color=colors[lam])
+        lo = float(min(part["margin_lin"].min(), part["margin_real"].min()))
+        hi = float(max(part["margin_lin"].max(), part["margin_real"].max()))
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--")
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.axvline(0, color="0.8", lw=0.8)
+        corr = np.corrcoef(part["margin_lin"], part["margin_real"])[0, 1] if len(part) > 1 else float("nan")
+        ax.set_title(f"{_lam_label(lam)}: r = {corr:.3f}", fontsize=10)
+        ax.set_xlabel("linearized model's margin")
+    axes[0, 0].set_ylabel("real model's margin")
+    fig.tight_layout()
+    return fig
+
+
+def gap_vs_bound(tables: pd.DataFrame, drift: bool = True):
+    """Measured linearization gap against its bounds over training, one colour per λ, on shared log axes.
+
+    Solid: measured ‖f(θ_t) − f_lin(θ_t)‖; dashed: (L/2)‖θ_t − θ0‖² with the measured drift; dotted (flat):
+    L·R(θ0)/λ. Steps where the measured gap is above a bound are marked with a red x. With ``drift``, a second
+    panel shows measured ‖θ_t − θ0‖ against √(2R(θ0)/λ) the same way.
+
+    ``tables``: concatenated :func:`linft.bound.bound_table` frames (column ``lam`` tells them apart).
+    """
+    need = ["lam", "step", "gap", "bound_measured", "bound_anchored", "drift", "drift_bound",
+            "gap_exceeds_measured", "gap_exceeds_anchored", "drift_exceeds"]
+    _require(tables, need, "gap_vs_bound")
+    colors = _lam_colors(tables["lam"])
+    panels = 2 if drift else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.0 * panels, 4.0), squeeze=False)
+    ax = axes[0, 0]
+    tiny = 1e-12
+    for lam, color in colors.items():
+        part = tables[tables["lam"] == lam].sort_values("step")
+        pos = part[part["gap"] > tiny]
+        ax.plot(pos["step"], pos["gap"], color=color, marker=".", lw=1.6, label=f"{_lam_label(lam)} measured")
+        bm = part[part["bound_measured"] > tiny]
+        ax.plot(bm["step"], bm["bound_measured"], color=color, ls="--", lw=1.1)
+        if np.isfinite(part["bound_anchored"]).all() and (part["bound_anchored"] > 0).all():
+            ax.plot(part["step"], part["bound_anchored"], color=color, ls=":", lw=1.3)
+        bad = part[part["gap_exceeds_measured"] | part["gap_exceeds_anchored"]]
+        if not bad.empty:
+            ax.scatter(bad["step"], bad["gap"], marker="x", color="red", s=40, zorder=5)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("‖f(θ_t) − f_lin(θ_t)‖ (logits, Frobenius)")
+    ax.set_title("gap: measured (solid), (L/2)·drift² (dashed), L·R0/λ (dotted)", fontsize=10)
+    ax.legend(fontsize=7)
+    if drift:
+        ax = axes[0, 1]
+        for lam, color in colors.items():
+            part = tables[tables["lam"] == lam].sort_values("step")
+            pos = part[part["drift"] > tiny]
+            ax.plot(pos["step"], pos["drift"], color=color, marker=".", lw=1.6, label=_lam_label(lam))
+            if np.isfinite(part["drift_bound"]).all():
+                ax.plot(part["step"], part["drift_bound"], color=color, ls=":", lw=1.3)
+            bad = part[part["drift_exceeds"]]
+            if not bad.empty:
+                ax.scatter(bad["step"], bad["drift"], marker="x", color="red", s=40, zorder=5)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("‖θ_t − θ0‖")
+        ax.set_title("drift: measured (solid), √(2R0/λ) (dotted)", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def lipschitz_vs_radius(samples: pd.DataFrame, column: str = "L_jac", hue: str = "direction"):
+    """Sampled Jacobian-Lipschitz ratios against the radius r (log-log): every sample as a point, the mean and
+    the max per radius as lines, one colour per ``hue`` value (e.g. random vs trajectory directions).
+
+    ``samples``: :func:`linft.bound.jacobian_lipschitz` frames, concatenated, with a ``hue`` column.
+    """
+    _require(samples, ["radius", column], "lipschitz_vs_radius")
+    frame = samples.copy()
+    if hue not in frame:
+        frame[hue] = "all"
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for i, (name, part) in enumerate(frame.groupby(hue, sort=False)):
+        color = f"C{i}"
+        ax.scatter(part["radius"], part[column], s=9, alpha=0.35, color=color)
+        stats = part.groupby("radius")[column].agg(["mean", "max"])
+        ax.plot(stats.index, stats["mean"], color=color, lw=1.2, ls="--", label=f"{name}: mean")
+        ax.plot(stats.index, stats["max"], color=color, lw=1.8, label=f"{name}: max")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("radius r = ‖u‖")
+    ax.set_ylabel("‖(J(θ0+u) − J(θ0)) u‖ / ‖u‖²" if column == "L_jac" else column)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(table: pd.DataFrame, x: str = "rel_gap_eval", y: str = "eval_acc"):
+    """Accuracy against relative linearization gap, one panel per task; colour = λ, marker = plain/selective.
+
+    ``table``: one row per run with columns ``task``, ``lam``, ``selective``, ``x``, ``y``.
+    """
+    _require(table, ["task", "lam", "selective", x, y], "tradeoff")
+    tasks = list(dict.fromkeys(table["task"]))
+    colors = _lam_colors(table["lam"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.8 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = table[table["task"] == task]
+        for _, row in part.iterrows():
+            ax.scatter(row[x], row[y], color=colors[float(row["lam"])], marker="s" if row["selective"] else "o",
+                       s=46 if row["selective"] else 36, edgecolor="black" if row["selective"] else "none")
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("relative gap ‖f − f_lin‖/‖f‖ (eval)")
+    axes[0, 0].set_ylabel("eval accuracy")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=_lam_label(l)) for l, c in colors.items()]
+    handles += [plt.Line2D([], [], marker="o", ls="", color="0.5", label="plain"),
+                plt.Line2D([], [], marker="s", ls="", color="0.5", markeredgecolor="black", label="selective")]
+    axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
