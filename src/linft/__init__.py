@@ -9,7 +9,13 @@ Modules, one concept each:
 - :mod:`linft.results` writes each chapter's headline numbers.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# tqdm.auto (imported by datasets/transformers) warns inside notebooks when ipywidgets is absent; linft shows
+# plain-text progress bars, so the widgets are not needed and the warning is noise in every chapter.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 class LinftError(ValueError):
