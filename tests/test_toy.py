@@ -3,7 +3,6 @@ trends (the kernel moves less as width and λ grow), all in seconds."""
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch

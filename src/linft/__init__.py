@@ -26,3 +26,14 @@ def check_choice(what: str, value, options) -> None:
     """Raise :class:`LinftError` unless ``value`` is one of ``options`` (``what`` names the argument)."""
     if value not in options:
         raise LinftError(f"unknown {what} {value!r}: use one of {tuple(options)}")
+
+
+def require_columns(frame, columns, what: str, hint: str = "pass a tidy DataFrame with them") -> None:
+    """Raise :class:`LinftError` unless ``frame`` is a non-empty DataFrame holding every name in ``columns``."""
+    if not hasattr(frame, "columns") or not hasattr(frame, "empty"):
+        raise LinftError(f"{what} needs a DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LinftError(f"{what} needs columns {list(columns)}; missing {missing}: {hint}")
+    if frame.empty:
+        raise LinftError(f"{what} got an empty DataFrame: nothing to use")

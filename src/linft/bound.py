@@ -65,7 +65,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from linft import LinftError
+from linft import LinftError, require_columns
 
 __all__ = [
     "drift_bound",
@@ -458,13 +458,7 @@ def bound_table(
     reported unrounded.
     """
     needed = ["step", "task_loss", "drift_total", gap]
-    if not isinstance(log, pd.DataFrame):
-        raise LinftError(f"log must be a fine_tune log DataFrame, got {type(log).__name__}")
-    missing = [c for c in needed if c not in log.columns]
-    if missing:
-        raise LinftError(f"log lacks columns {missing}: run fine_tune with track_gap=True (columns {needed})")
-    if log.empty:
-        raise LinftError("log is empty: nothing to compare")
+    require_columns(log, needed, "bound_table's log", hint="pass a fine_tune log run with track_gap=True")
     lam = _number(lam, "lam (λ)")
     R = log["task_loss"].to_numpy(dtype=np.float64)
     R0 = float(R[0])

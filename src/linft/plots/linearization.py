@@ -7,14 +7,13 @@ Each function takes tidy DataFrames and returns the ``Figure``; it never saves o
 
 from __future__ import annotations
 
-import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from linft import LinftError
+from linft import require_columns
 
 __all__ = [
     "kernel_movement",
@@ -25,16 +24,6 @@ __all__ = [
     "tradeoff",
     "loglog_slope",
 ]
-
-
-def _require(frame, columns, what: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise LinftError(f"{what} needs a DataFrame, got {type(frame).__name__}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise LinftError(f"{what} needs columns {columns}; missing {missing}")
-    if frame.empty:
-        raise LinftError(f"{what} got an empty DataFrame: nothing to plot")
 
 
 def _lam_label(lam: float) -> str:
@@ -64,7 +53,7 @@ def kernel_movement(by_width: pd.DataFrame, by_lam: pd.DataFrame | None = None, 
     Inputs: :func:`linft.toy.kernel_movement` frames (columns ``width``, ``lam``, ``seed``, ``y``); seeds are
     shown as points and their mean as a line.
     """
-    _require(by_width, ["width", y], "kernel_movement (by_width)")
+    require_columns(by_width, ["width", y], "kernel_movement (by_width)")
     panels = 2 if by_lam is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), squeeze=False)
     ax = axes[0, 0]
@@ -83,7 +72,7 @@ def kernel_movement(by_width: pd.DataFrame, by_lam: pd.DataFrame | None = None, 
     ax.set_title(f"vs width (λ = 0): fitted slope {slope:.2f}")
     ax.legend(fontsize=8)
     if by_lam is not None:
-        _require(by_lam, ["lam", y], "kernel_movement (by_lam)")
+        require_columns(by_lam, ["lam", y], "kernel_movement (by_lam)")
         ax = axes[0, 1]
         mean = by_lam.groupby("lam")[y].mean()
         position = {lam: i for i, lam in enumerate(mean.index)}  # λ grids include 0: equally spaced categories
@@ -107,7 +96,7 @@ def real_vs_linear(logs: pd.DataFrame):
     ``logs``: tidy, one row per (λ, kind, step), with columns ``lam``, ``kind`` ("real"/"linearized"),
     ``step``, ``eval_acc``, ``agree_eval``, ``rel_gap_eval`` (the concatenated :func:`linft.train.fine_tune` logs).
     """
-    _require(logs, ["lam", "kind", "step", "eval_acc", "agree_eval", "rel_gap_eval"], "real_vs_linear")
+    require_columns(logs, ["lam", "kind", "step", "eval_acc", "agree_eval", "rel_gap_eval"], "real_vs_linear")
     colors = _lam_colors(logs["lam"])
     fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.6))
     for lam, color in colors.items():
@@ -143,7 +132,7 @@ def output_scatter(outputs: pd.DataFrame):
     ``outputs``: columns ``lam``, ``margin_real``, ``margin_lin`` (margin = logit of class 1 − logit of class 0, or
     the top-two difference for more classes), optionally ``agree``.
     """
-    _require(outputs, ["lam", "margin_real", "margin_lin"], "output_scatter")
+    require_columns(outputs, ["lam", "margin_real", "margin_lin"], "output_scatter")
     lams = sorted(outputs["lam"].unique())
     colors = _lam_colors(lams)
     fig, axes = plt.subplots(1, len(lams), figsize=(3.2 * len(lams), 3.3), squeeze=False, sharex=False)
@@ -174,7 +163,7 @@ def gap_vs_bound(tables: pd.DataFrame, drift: bool = True):
     """
     need = ["lam", "step", "gap", "bound_measured", "bound_anchored", "drift", "drift_bound",
             "gap_exceeds_measured", "gap_exceeds_anchored", "drift_exceeds"]
-    _require(tables, need, "gap_vs_bound")
+    require_columns(tables, need, "gap_vs_bound")
     colors = _lam_colors(tables["lam"])
     panels = 2 if drift else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.0 * panels, 4.0), squeeze=False)
@@ -222,7 +211,7 @@ def lipschitz_vs_radius(samples: pd.DataFrame, column: str = "L_jac", hue: str =
 
     ``samples``: :func:`linft.bound.jacobian_lipschitz` frames, concatenated, with a ``hue`` column.
     """
-    _require(samples, ["radius", column], "lipschitz_vs_radius")
+    require_columns(samples, ["radius", column], "lipschitz_vs_radius")
     frame = samples.copy()
     if hue not in frame:
         frame[hue] = "all"
@@ -247,7 +236,7 @@ def tradeoff(table: pd.DataFrame, x: str = "rel_gap_eval", y: str = "eval_acc"):
 
     ``table``: one row per run with columns ``task``, ``lam``, ``selective``, ``x``, ``y``.
     """
-    _require(table, ["task", "lam", "selective", x, y], "tradeoff")
+    require_columns(table, ["task", "lam", "selective", x, y], "tradeoff")
     tasks = list(dict.fromkeys(table["task"]))
     colors = _lam_colors(table["lam"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.8 * len(tasks), 3.5), squeeze=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from linft import LinftError
+from linft import LinftError, require_columns
 
 
 def _array(values) -> np.ndarray:
@@ -26,12 +26,6 @@ def _legend_outside(ax, frame: pd.DataFrame, hue: str | None) -> None:
     """Move a legend with many entries to the right of the axes, where it hides no data."""
     if hue and ax.get_legend() is not None and frame[hue].nunique() > 4:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title=hue, frameon=False)
-
-
-def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise LinftError(f"{what} needs columns {columns}; missing {missing}: pass a tidy DataFrame with them")
 
 
 def spectra(eigenvalues: dict, normalize: bool = False, title: str | None = None, ax=None):
@@ -68,7 +62,7 @@ def kappa_vs_n(frame: pd.DataFrame, x: str = "n", y: str = "kappa", hue: str | N
     ``frame``: tidy, one row per kernel, with columns ``x`` (N) and ``y`` (κ); rows with infinite κ are left
     out and counted in the title.
     """
-    _require(frame, [x, y] + ([hue] if hue else []), "kappa_vs_n")
+    require_columns(frame, [x, y] + ([hue] if hue else []), "kappa_vs_n")
     finite = frame[np.isfinite(frame[y].astype(float))]
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     sns.lineplot(data=finite, x=x, y=y, hue=hue, marker="o", ax=ax, palette="colorblind" if hue else None)
@@ -88,7 +82,7 @@ def kappa_vs_n(frame: pd.DataFrame, x: str = "n", y: str = "kappa", hue: str | N
 def kappa_by_targets(frame: pd.DataFrame, x: str = "targets", y: str = "kappa", hue: str | None = "task",
                      title: str | None = None):
     """Bar chart of κ (log scale) per LoRA target set, grouped by ``hue`` (e.g. task)."""
-    _require(frame, [x, y] + ([hue] if hue else []), "kappa_by_targets")
+    require_columns(frame, [x, y] + ([hue] if hue else []), "kappa_by_targets")
     finite = frame[np.isfinite(frame[y].astype(float))]
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     sns.barplot(data=finite, x=x, y=y, hue=hue, ax=ax, palette="colorblind" if hue else None)
@@ -108,7 +102,7 @@ def layer_contributions(frame: pd.DataFrame, x: str = "layer", y: str = "share",
 
     ``frame``: one row per (layer[, hue]) with the share; layers are shown in the order they first appear.
     """
-    _require(frame, [x, y] + ([hue] if hue else []), "layer_contributions")
+    require_columns(frame, [x, y] + ([hue] if hue else []), "layer_contributions")
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     order = list(dict.fromkeys(frame[x]))
     sns.barplot(data=frame, x=x, y=y, hue=hue, order=order, ax=ax, palette="colorblind" if hue else None,
