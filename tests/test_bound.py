@@ -260,45 +260,34 @@ def test_bound_plots_draw_and_check_columns():
     plt.close("all")
 
 
-def test_bound_table_on_a_minilm_lora_gradient_descent_run():
+def test_bound_table_on_a_minilm_lora_gradient_descent_run(one_thread, tiny_lora):
     """End to end on the real model: fine_tune (MSE, full-batch GD, λ > 0) → L along the trajectory → bound_table."""
     import copy
 
-    from linft.device import pin_threads
-    from linft.models import add_lora, load
     from linft.train import fine_tune
 
-    threads = torch.get_num_threads()
-    pin_threads(1)
-    try:
-        model, tok = load("minilm", 2)
-        model = add_lora(model)
-        texts = ["a great film", "i loved it", "an awful movie", "boring and bad"]
-        enc = tok(texts, padding="max_length", max_length=12, truncation=True, return_tensors="pt")
-        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                 "labels": torch.tensor([1, 1, 0, 0])}
-        lam = 5.0
-        run = fine_tune(copy.deepcopy(model), batch, None, loss="mse", optimizer="gd", lr=0.02, steps=3, lam=lam,
-                        gap_n=4, progress=False)
-        assert bound.descent_violations(run.log["loss"]) == 0
-        f, theta0 = bound.functional(copy.deepcopy(model), batch)
-        with torch.no_grad():
-            assert torch.allclose(f(theta0), model.eval()(input_ids=batch["input_ids"],
-                                                          attention_mask=batch["attention_mask"]).logits, atol=1e-5)
-        trained = dict(run.model.named_parameters())
-        delta = {n: trained[n].detach() - run.anchor[n] for n in theta0}
-        d_final = float(run.log["drift_total"].iloc[-1])
-        r_star = bound.drift_bound(run.final["R0"], lam)
-        radii = list(np.geomspace(d_final / 100, d_final, 10)) + [r_star]
-        samples = bound.jacobian_lipschitz(f, theta0, radii, directions=[delta])
-        table = bound.bound_table(run.log, bound.lipschitz_curve(samples), lam)
-        assert not table["drift_exceeds"].any()
-        last = table.iloc[-1]
-        # near-quadratic along the path, the Taylor bound is attained: equality up to float32 rounding
-        assert last["gap"] > 0 and last["ratio_measured"] <= 1 + 1e-3 and not last["gap_exceeds_measured"]
-        assert last["bound_measured"] <= last["bound_anchored"] and not last["gap_exceeds_anchored"]
-    finally:
-        torch.set_num_threads(threads)
+    model, batch = tiny_lora(["a great film", "i loved it", "an awful movie", "boring and bad"], [1, 1, 0, 0],
+                             max_length=12)
+    lam = 5.0
+    run = fine_tune(copy.deepcopy(model), batch, None, loss="mse", optimizer="gd", lr=0.02, steps=3, lam=lam,
+                    gap_n=4, progress=False)
+    assert bound.descent_violations(run.log["loss"]) == 0
+    f, theta0 = bound.functional(copy.deepcopy(model), batch)
+    with torch.no_grad():
+        assert torch.allclose(f(theta0), model.eval()(input_ids=batch["input_ids"],
+                                                      attention_mask=batch["attention_mask"]).logits, atol=1e-5)
+    trained = dict(run.model.named_parameters())
+    delta = {n: trained[n].detach() - run.anchor[n] for n in theta0}
+    d_final = float(run.log["drift_total"].iloc[-1])
+    r_star = bound.drift_bound(run.final["R0"], lam)
+    radii = list(np.geomspace(d_final / 100, d_final, 10)) + [r_star]
+    samples = bound.jacobian_lipschitz(f, theta0, radii, directions=[delta])
+    table = bound.bound_table(run.log, bound.lipschitz_curve(samples), lam)
+    assert not table["drift_exceeds"].any()
+    last = table.iloc[-1]
+    # near-quadratic along the path, the Taylor bound is attained: equality up to float32 rounding
+    assert last["gap"] > 0 and last["ratio_measured"] <= 1 + 1e-3 and not last["gap_exceeds_measured"]
+    assert last["bound_measured"] <= last["bound_anchored"] and not last["gap_exceeds_anchored"]
 
 
 def test_bound_table_skips_the_unmoved_start_and_reports_ratios():

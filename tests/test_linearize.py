@@ -8,24 +8,14 @@ import pytest
 import torch
 
 from linft import LinftError
-from linft.device import pin_threads
 from linft.linearize import LinearizedModel, linearization_gap, logits_of, trainable_parameters
-from linft.models import add_lora, load
 
 TEXTS = ["a great film", "an awful movie", "i loved it", "boring and bad", "wonderful acting", "a terrible plot"]
 
 
 @pytest.fixture(scope="module")
-def setup():
-    threads = torch.get_num_threads()
-    pin_threads(1)  # tiny batches: one thread is fastest and robust when the 2 cores are shared
-    model, tok = load("minilm", 2)
-    model = add_lora(model)
-    enc = tok(TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
-    labels = torch.tensor([1, 0, 1, 0, 1, 0])
-    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
-    yield model, batch
-    torch.set_num_threads(threads)
+def setup(one_thread, tiny_lora):
+    return tiny_lora(TEXTS, [1, 0, 1, 0, 1, 0])
 
 
 def _direction(lin, seed=0, scale=1.0):

@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from linft import LinftError
-from linft.device import pin_threads
 from linft.linearize import LinearizedModel, linearization_gap
-from linft.models import add_lora, load
 from linft.regularize import drift
 from linft.train import TrainResult, fine_tune, task_loss
 
@@ -19,17 +17,8 @@ NEG = ["an awful movie", "boring and bad", "a terrible plot", "truly dreadful"]
 
 
 @pytest.fixture(scope="module")
-def setup():
-    threads = torch.get_num_threads()
-    pin_threads(1)  # tiny batches: one thread is fastest and robust when the 2 cores are shared
-    model, tok = load("minilm", 2)
-    model = add_lora(model)
-    texts = POS + NEG
-    enc = tok(texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
-    labels = torch.tensor([1] * 4 + [0] * 4)
-    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
-    yield model, batch
-    torch.set_num_threads(threads)
+def setup(one_thread, tiny_lora):
+    return tiny_lora(POS + NEG, [1] * 4 + [0] * 4)
 
 
 def test_real_model_learns_and_logs(setup):
