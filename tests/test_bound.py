@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from linft import LinftError
-from linft import bound
+from linft import LinftError, bound
 from linft.toy import MLP, make_regression, train_gd
 
 
@@ -161,7 +160,10 @@ def test_gap_bound_holds_on_a_small_mlp():
 
 def test_taylor_remainder_is_zero_for_a_linear_model():
     w = torch.randn(3, 5, dtype=torch.float64)
-    f = lambda p: (w @ p["theta"]).unsqueeze(0)  # noqa: E731
+
+    def f(p):
+        return (w @ p["theta"]).unsqueeze(0)
+
     theta0 = {"theta": torch.randn(5, dtype=torch.float64)}
     theta = {"theta": theta0["theta"] + 10 * torch.randn(5, dtype=torch.float64)}
     assert torch.linalg.vector_norm(bound.taylor_remainder(f, theta0, theta)).item() < 1e-10
@@ -192,6 +194,21 @@ def test_functional_on_a_module_matches_its_forward():
     assert torch.allclose(f(theta0), model(x))
     f2, t2 = bound.functional(model, x, params=["weights.1"])
     assert list(t2) == ["weights.1"]
+    assert torch.allclose(f2(t2), model(x))
+    moved = {"weights.1": t2["weights.1"] + 1.0}
+    assert not torch.allclose(f2(moved), model(x))  # only the named tensor is replaced
+
+
+def test_functional_checks_a_batch_dict(one_thread, tiny_lora):
+    model, batch = tiny_lora(["a great film", "an awful movie"], [1, 0], max_length=8)
+    f, theta0 = bound.functional(model, batch)  # labels are dropped
+    with torch.no_grad():
+        want = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        torch.testing.assert_close(f(theta0), want, atol=1e-5, rtol=0)
+    with pytest.raises(LinftError, match="no 'attention_mask'"):
+        bound.functional(model, {"input_ids": batch["input_ids"]})
+    with pytest.raises(LinftError, match="empty"):
+        bound.functional(model, {k: v[:0] for k, v in batch.items()})
 
 
 def test_bad_inputs_raise_linft_error():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 
-from linft import LinftError
-from linft.linearize import LinearizedModel, linearization_gap, logits_of, trainable_parameters
+from linft import LinftError, functional
+from linft.linearize import GAP_AT, LinearizedModel, gap_numbers, linearization_gap, logits_of, trainable_parameters
 
 TEXTS = ["a great film", "an awful movie", "i loved it", "boring and bad", "wonderful acting", "a terrible plot"]
 
@@ -127,5 +128,43 @@ def test_bad_inputs(setup):
         lin(batch["input_ids"][:0], batch["attention_mask"][:0])
     with pytest.raises(LinftError, match="params lack"):
         lin(batch, params={})
-    with pytest.raises(LinftError, match="at="):
+    with pytest.raises(LinftError, match=r"unknown at 'both': use one of \('lin', 'model', 'own'\)"):
         linearization_gap(model, lin, batch, at="both")
+
+
+def test_gap_numbers_is_the_gap_of_two_logit_tensors():
+    f = torch.tensor([[3.0, 0.0], [0.0, 4.0], [1.0, 2.0]])
+    f_lin = torch.tensor([[3.0, 0.0], [0.0, 4.0], [3.0, 2.0]])
+    g = gap_numbers(f, f_lin)
+    assert g["gap"] == pytest.approx(2.0) and g["f_norm"] == pytest.approx(30**0.5)
+    assert g["rel_gap"] == pytest.approx(2.0 / 30**0.5) and g["agreement"] == pytest.approx(2 / 3) and g["n"] == 3
+    assert gap_numbers(f, f)["gap"] == 0.0 and gap_numbers(f, f)["agreement"] == 1.0
+    assert math.isnan(gap_numbers(torch.zeros(2, 2), torch.ones(2, 2))["rel_gap"])
+    with pytest.raises(LinftError, match="same shape"):
+        gap_numbers(f, f[:2])
+    assert GAP_AT == ("lin", "model", "own")
+
+
+def test_inputs_go_through_the_one_input_layer(setup):
+    model, batch = setup
+    lin = LinearizedModel(model)
+    assert logits_of is functional.logits_of  # re-exported, not a copy
+    with torch.no_grad():
+        by_dict = lin(batch)
+        torch.testing.assert_close(lin(**batch), by_dict, rtol=0, atol=0)
+        torch.testing.assert_close(lin(batch["input_ids"], batch["attention_mask"]), by_dict, rtol=0, atol=0)
+        # token_type_ids reach the model (BERT): non-zero types change the logits, as on the real model
+        types = torch.ones_like(batch["input_ids"])
+        typed = lin(batch["input_ids"], batch["attention_mask"], token_type_ids=types)
+        real = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=types).logits
+        torch.testing.assert_close(typed, real, atol=1e-5, rtol=0)
+        assert not torch.allclose(typed, by_dict)
+        assert not torch.equal(lin.base_logits({**batch, "token_type_ids": types}), lin.base_logits(batch))
+    with pytest.raises(LinftError, match="no 'attention_mask'"):
+        lin(batch["input_ids"])
+    with pytest.raises(LinftError, match="no 'attention_mask'"):
+        lin.real_logits({"input_ids": batch["input_ids"]})
+    with pytest.raises(LinftError, match="no 'input_ids'"):
+        lin.jvp({"attention_mask": batch["attention_mask"]}, lin.delta())
+    with pytest.raises(LinftError, match="only 0 and 1"):
+        linearization_gap(None, lin, {**batch, "attention_mask": 2 * batch["attention_mask"]})

@@ -10,7 +10,7 @@ from torch import nn
 
 from linft import LinftError
 from linft.linearize import LinearizedModel
-from linft.regularize import AnchoredStep, anchored_penalty, drift, param_groups, snapshot
+from linft.regularize import AnchoredStep, anchored_penalty, check_lam, drift, param_groups, snapshot
 
 
 class Block(nn.Module):
@@ -66,8 +66,8 @@ def train(model, steps, lam=0.0, penalty="loss", selective=False, lr=0.05, ancho
 def test_snapshot_and_groups():
     model = make()
     anchor = snapshot(model)
-    assert list(anchor) == ["encoder.layer.0.dense.weight", "encoder.layer.1.dense.weight", "encoder.layer.1.dense.bias",
-                            "classifier.weight", "classifier.bias"]
+    assert list(anchor) == ["encoder.layer.0.dense.weight", "encoder.layer.1.dense.weight",
+                            "encoder.layer.1.dense.bias", "classifier.weight", "classifier.bias"]
     assert list(param_groups(model)) == ["layer0", "layer1", "head"]
     d = drift(model, anchor)
     assert list(d) == ["total", "layer0", "layer1", "head"] and d["total"] == 0.0
@@ -196,3 +196,10 @@ def test_bad_inputs():
     bad["classifier.bias"] = torch.zeros(7)
     with pytest.raises(LinftError, match="shape"):
         drift(model, bad)
+
+
+def test_check_lam():
+    assert check_lam(2) == 2.0 and isinstance(check_lam(2), float) and check_lam(0) == 0.0
+    for bad in (-0.5, float("inf"), float("nan"), "strong", None):
+        with pytest.raises(LinftError, match="λ"):
+            check_lam(bad)

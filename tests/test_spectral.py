@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from linft import LinftError
-from linft import spectral
+from linft import LinftError, spectral
 
 
 def random_psd(n: int, seed: int = 0, rank: int | None = None) -> torch.Tensor:
@@ -296,7 +295,8 @@ def test_ntk_figures_return_figures():
     frame = pd.DataFrame({"n": [4, 8, 16, 4, 8, 16], "kappa": [10, 100, math.inf, 5, 50, 500],
                           "task": ["x"] * 3 + ["y"] * 3})
     assert "1 infinite" in ntk_plots.kappa_vs_n(frame).axes[0].get_title()
-    targets = pd.DataFrame({"targets": ["q,v", "q,k,v"] * 2, "kappa": [10.0, 20.0, 30.0, 40.0], "task": ["x", "x", "y", "y"]})
+    targets = pd.DataFrame({"targets": ["q,v", "q,k,v"] * 2, "kappa": [10.0, 20.0, 30.0, 40.0],
+                            "task": ["x", "x", "y", "y"]})
     ntk_plots.kappa_by_targets(targets)
     shares = pd.DataFrame({"layer": ["layer0", "layer1", "head"], "share": [0.2, 0.3, 0.5]})
     ntk_plots.layer_contributions(shares)

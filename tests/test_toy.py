@@ -3,13 +3,13 @@ trends (the kernel moves less as width and λ grow), all in seconds."""
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from linft import LinftError
-from linft import toy
+from linft import LinftError, toy
 
 
 def test_mlp_shapes_and_ntk_scaling():
@@ -90,6 +90,11 @@ def test_bad_inputs_raise_linft_error():
         toy.kernel_movement(widths=(), lams=(0.0,))
     with pytest.raises(LinftError, match="n_train"):
         toy.make_regression(0)
+    with pytest.raises(LinftError, match="depth must be a positive integer, got 1.5"):
+        toy.MLP(3, 4, depth=1.5)
+    with pytest.raises(LinftError, match="d_in must be a positive integer, got True"):
+        toy.MLP(True, 4)
+    assert toy.MLP(np.int64(3), 4).d_in == 3  # NumPy integers are integers
 
 
 def test_kernel_movement_plot_and_slope():

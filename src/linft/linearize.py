@@ -14,25 +14,13 @@ training of the wrapped model's trainable tensors does not change the linearizat
 Gradients are exact. f_lin is linear in θ, so ∂L/∂θ = J(x)ᵀ ∂L/∂f_lin. The default ``grad_mode="vjp"`` gets this
 product from one ordinary backward pass through the network at θ0 (a small autograd function routes it to θ).
 ``grad_mode="jvp"`` differentiates the jvp output itself (reverse-over-forward). It is the textbook definition, and
-the tests check that the two agree, but it is about 7× slower on CPU.
+the tests check that the two agree, but it is several times slower.
 
-Measured costs for MiniLM + LoRA(q, v, r=8) + head, batch 16 × 64 tokens, CPU (seconds per call):
-
-==============================================  =====================  ==========================
-operation                                       2 threads, light load  1 thread, load ≈ 6
-                                                (one run)              (best of 5)
-==============================================  =====================  ==========================
-real forward (no grad)                          0.17                   0.55
-real forward + backward                         0.37                   1.11
-linearized forward (no grad: one jvp)           0.54 (3.2×)            1.43 (2.6×)
-linearized forward + backward (``"vjp"``)       1.06 (2.9×)            2.31 (2.1×)
-linearized forward + backward (``"jvp"``)       7.2 (19×)              not measured
-==============================================  =====================  ==========================
-
-Each ratio compares the linearized operation with the same real one (forward with forward, forward + backward
-with forward + backward). Other jobs shared the 2 cores during both measurements, so compare ratios within a
-column, not seconds across columns. Under heavy contention 2 threads were slower than 1 and very noisy: pin
-threads (:func:`linft.device.pin_threads`).
+What costs what, per call on the same batch: a linearized forward pass costs one jvp (a forward pass carrying a
+tangent, so more than a real forward pass); a linearized update with ``"vjp"`` costs that jvp plus one ordinary
+backward pass at θ0 (a vjp), against one forward and one backward pass for the real model; ``"jvp"`` replaces the
+backward pass by reverse mode through the jvp, which is much slower. Measured ratios are in ``benchmarks/README.md``
+("Linearized training cost (measured earlier)"). Pin threads (:func:`linft.device.pin_threads`) on shared cores.
 
 The wrapped model is not a submodule, so ``lin.to(device)`` moves θ and θ0 but not the network: move the wrapped
 model yourself.
@@ -49,16 +37,20 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
-from linft import LinftError
+from linft import LinftError, check_choice
+from linft.batches import check_batch
+from linft.functional import call, logits_of
 
-__all__ = ["LinearizedModel", "linearization_gap", "logits_of", "trainable_parameters"]
+__all__ = ["LinearizedModel", "linearization_gap", "gap_numbers", "logits_of", "trainable_parameters", "GAP_AT"]
 
 GRAD_MODES = ("vjp", "jvp")
+#: the ``at`` choices of :func:`linearization_gap`
+GAP_AT = ("lin", "model", "own")
 
 
-def trainable_parameters(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def trainable_parameters(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     """Trainable tensors by name, in ``named_parameters`` order.
 
     For a :class:`LinearizedModel` this is its θ under the wrapped model's parameter names. For any other
@@ -69,49 +61,29 @@ def trainable_parameters(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((n, p) for n, p in model.named_parameters() if p.requires_grad)
 
 
-def logits_of(output) -> torch.Tensor:
-    """Logits tensor [N, C] from a model output (a Hugging Face ``ModelOutput`` or a plain tensor)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if logits is None and isinstance(output, Mapping):
-        logits = output.get("logits")
-    if logits is None:
-        raise LinftError(f"model output {type(output).__name__} has no logits: wrap a sequence classifier")
-    return logits
-
-
-def _unpack(batch_or_ids, attention_mask=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Accept a batch dict ({"input_ids", "attention_mask", ...}) or tensors; check the shapes."""
+def _as_batch(batch_or_ids, attention_mask=None, token_type_ids=None, labels=None) -> dict[str, torch.Tensor]:
+    """The model inputs of ``lin(batch)`` or ``lin(input_ids, attention_mask)``, checked by
+    :func:`linft.batches.check_batch`; ``labels`` are accepted (so ``lin(**batch)`` works) and dropped.
+    """
     if isinstance(batch_or_ids, Mapping):
-        if "input_ids" not in batch_or_ids:
-            raise LinftError(f"batch has no 'input_ids' (keys: {sorted(batch_or_ids)}): pass linft.data.as_batch output")
-        input_ids = batch_or_ids["input_ids"]
-        attention_mask = batch_or_ids.get("attention_mask", attention_mask)
+        batch = dict(batch_or_ids)
+        if batch.get("attention_mask") is None and attention_mask is not None:
+            batch["attention_mask"] = attention_mask
     else:
-        input_ids = batch_or_ids
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-        raise LinftError(f"input_ids must be a [N, L] tensor, got {shape}: tokenize with padding to a fixed length")
-    if input_ids.shape[0] == 0:
-        raise LinftError("the batch is empty (0 examples): pass at least one example")
-    if attention_mask is not None and attention_mask.shape != input_ids.shape:
-        raise LinftError(
-            f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}: "
-            "pass the mask the tokenizer returned"
-        )
-    return input_ids, attention_mask
+        batch = {"input_ids": batch_or_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "labels": labels}
+    return check_batch(batch, "batch")
 
 
 class _RouteGrad(torch.autograd.Function):
     """Returns ``value``'s numbers but sends the incoming gradient to ``target`` (same shape)."""
 
     @staticmethod
-    def forward(ctx, value, target):  # noqa: ARG004 - target only receives the gradient
+    def forward(_ctx, value, _target):  # _target is there to receive the gradient
         return value.clone()
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(_ctx, grad):
         return None, grad
 
 
@@ -125,7 +97,7 @@ class LinearizedModel(nn.Module):
             never touches the wrapped model. Keep the wrapped model's frozen weights unchanged while the
             linearization is in use.
         grad_mode: ``"vjp"`` (default, fast: J(x)ᵀ g from one backward pass at θ0) or ``"jvp"``
-            (reverse-mode through the jvp output; the reference, about 7× slower).
+            (reverse-mode through the jvp output; the reference, several times slower).
 
     Attributes:
         model: the wrapped model.
@@ -133,7 +105,8 @@ class LinearizedModel(nn.Module):
         theta0: ``OrderedDict`` name → frozen tensor θ0 (the parameters at wrap time).
         params: ``OrderedDict`` name → ``nn.Parameter`` θ (the current parameters; starts equal to θ0).
 
-    Calling ``lin(input_ids, attention_mask)`` or ``lin(**batch)`` returns the logits f_lin, [N, C].
+    Calling ``lin(batch)``, ``lin(**batch)`` or ``lin(input_ids, attention_mask)`` returns the logits f_lin, [N, C].
+    Every batch is checked by :func:`linft.batches.check_batch` (``attention_mask`` is required).
     """
 
     def __init__(self, model: nn.Module, grad_mode: str = "vjp"):
@@ -142,8 +115,7 @@ class LinearizedModel(nn.Module):
             raise LinftError(f"LinearizedModel wraps an nn.Module, got {type(model).__name__}")
         if isinstance(model, LinearizedModel):
             raise LinftError("model is already a LinearizedModel: wrap the real model (lin.model) instead")
-        if grad_mode not in GRAD_MODES:
-            raise LinftError(f"unknown grad_mode {grad_mode!r}: use one of {GRAD_MODES}")
+        check_choice("grad_mode", grad_mode, GRAD_MODES)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise LinftError("model has no trainable parameters: attach LoRA (linft.models.add_lora) or unfreeze some")
@@ -159,16 +131,16 @@ class LinearizedModel(nn.Module):
     # ------------------------------------------------------------------------------------------ parameters
 
     @property
-    def theta0(self) -> "OrderedDict[str, torch.Tensor]":
+    def theta0(self) -> OrderedDict[str, torch.Tensor]:
         """θ0 by name: frozen copies of the trainable parameters at wrap time."""
         return OrderedDict((n, getattr(self, f"_theta0_{i}")) for i, n in enumerate(self.names))
 
     @property
-    def params(self) -> "OrderedDict[str, nn.Parameter]":
+    def params(self) -> OrderedDict[str, nn.Parameter]:
         """θ by name: the trainable ``nn.Parameter`` tensors (what an optimizer updates)."""
         return OrderedDict(zip(self.names, self._theta))
 
-    def delta(self) -> "OrderedDict[str, torch.Tensor]":
+    def delta(self) -> OrderedDict[str, torch.Tensor]:
         """θ − θ0 by name (detached)."""
         return OrderedDict((n, (p - p0).detach()) for (n, p), p0 in zip(self.params.items(), self.theta0.values()))
 
@@ -195,7 +167,7 @@ class LinearizedModel(nn.Module):
                 target[n].copy_(p)
         return model
 
-    def _resolve_params(self, params) -> "OrderedDict[str, torch.Tensor]":
+    def _resolve_params(self, params) -> OrderedDict[str, torch.Tensor]:
         if params is None:
             return self.params
         if isinstance(params, nn.Module):
@@ -210,26 +182,31 @@ class LinearizedModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ evaluation
 
-    def _f(self, input_ids, attention_mask):
-        def f(p):
-            return logits_of(functional_call(self.model, p, (), {"input_ids": input_ids, "attention_mask": attention_mask}))
+    def _f(self, batch: Mapping[str, torch.Tensor]):
+        """θ (name → tensor) ↦ the wrapped model's logits on ``batch`` (checked model inputs)."""
+
+        def f(theta):
+            return call(self.model, theta, batch)
 
         return f
 
-    def forward(self, input_ids, attention_mask=None, *, params=None, labels=None) -> torch.Tensor:  # noqa: ARG002
+    def forward(
+        self, input_ids, attention_mask=None, *, params=None, token_type_ids=None, labels=None
+    ) -> torch.Tensor:
         """Linearized logits f(x; θ0) + J(x)(θ − θ0), shape [N, C].
 
         Args:
-            input_ids: [N, L] token ids (or a batch dict, then ``attention_mask`` is read from it).
-            attention_mask: [N, L] 0/1 mask.
+            input_ids: [N, L] token ids, or a batch dict (then the other inputs are read from it).
+            attention_mask: [N, L] 0/1 mask (required, in the dict or here).
             params: evaluate at these parameters instead of the module's own θ (a name → tensor mapping or
                 a model holding them, e.g. the real model during its training). Gradients flow to them.
-            labels: accepted and ignored, so ``lin(**batch)`` works.
+            token_type_ids: optional [N, L], passed on to the model.
+            labels: accepted and dropped, so ``lin(**batch)`` works.
         """
-        input_ids, attention_mask = _unpack(input_ids, attention_mask)
+        batch = _as_batch(input_ids, attention_mask, token_type_ids, labels)
         theta = self._resolve_params(params)
         theta0 = self.theta0
-        f = self._f(input_ids, attention_mask)
+        f = self._f(batch)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in theta.values())
         if needs_grad and self.grad_mode == "jvp":
             tangents = {n: theta[n] - theta0[n] for n in self.names}
@@ -246,39 +223,41 @@ class LinearizedModel(nn.Module):
 
     def jvp(self, batch, tangents: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """J(x) v for a direction ``v`` (name → tensor, same shapes as θ), shape [N, C], no gradient."""
-        input_ids, attention_mask = _unpack(batch)
+        f = self._f(_as_batch(batch))
         missing = [n for n in self.names if n not in tangents]
         if missing:
-            raise LinftError(f"tangents lack {missing[0]!r} (and {len(missing) - 1} more): give one tensor per parameter")
+            raise LinftError(
+                f"tangents lack {missing[0]!r} (and {len(missing) - 1} more): give one tensor per parameter"
+            )
         with torch.no_grad():
-            _, out = jvp(self._f(input_ids, attention_mask), (dict(self.theta0),), ({n: tangents[n] for n in self.names},))
+            _, out = jvp(f, (dict(self.theta0),), ({n: tangents[n] for n in self.names},))
         return out
 
     def real_logits(self, batch, attention_mask=None, *, params=None, grad: bool = False) -> torch.Tensor:
         """Logits of the *real* network f(x; θ) at the linearized model's θ (or at ``params``), [N, C].
 
-        Computed with ``torch.func.functional_call`` on the wrapped model, which is left unchanged. With
+        Computed with :func:`linft.functional.call` on the wrapped model, which is left unchanged. With
         ``grad=False`` (default) no graph is built.
         """
-        input_ids, attention_mask = _unpack(batch, attention_mask)
+        f = self._f(_as_batch(batch, attention_mask))
         theta = self._resolve_params(params)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return self._f(input_ids, attention_mask)(dict(theta))
+            return f(dict(theta))
 
     def base_logits(self, batch, attention_mask=None, *, cache: bool = True) -> torch.Tensor:
-        """f(x; θ0), [N, C], cached by the batch's token ids and mask (no gradient)."""
-        input_ids, attention_mask = _unpack(batch, attention_mask)
+        """f(x; θ0), [N, C], cached by the batch's inputs (token ids, mask, token types; no gradient)."""
+        batch = _as_batch(batch, attention_mask)
         key = None
         if cache:
-            digest = hashlib.sha1(input_ids.detach().cpu().numpy().tobytes())
-            digest.update(str(tuple(input_ids.shape)).encode())
-            if attention_mask is not None:
-                digest.update(attention_mask.detach().cpu().numpy().tobytes())
+            digest = hashlib.sha1(str(tuple(batch["input_ids"].shape)).encode())
+            for name, tensor in batch.items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().numpy().tobytes())
             key = digest.hexdigest()
             if key in self._base_cache:
                 return self._base_cache[key]
         with torch.no_grad():
-            out = self._f(input_ids, attention_mask)(dict(self.theta0))
+            out = self._f(batch)(dict(self.theta0))
         if key is not None:
             self._base_cache[key] = out
         return out
@@ -291,7 +270,17 @@ class LinearizedModel(nn.Module):
 # ---------------------------------------------------------------------------------------------- gap
 
 
-def _gap_numbers(f: torch.Tensor, f_lin: torch.Tensor) -> dict[str, float]:
+def gap_numbers(f: torch.Tensor, f_lin: torch.Tensor) -> dict[str, float]:
+    """Compare real logits ``f`` with linearized logits ``f_lin`` (both [N, C]), as :func:`linearization_gap` reports.
+
+    Returns ``{"gap": ‖f − f_lin‖_F, "rel_gap": gap / ‖f‖_F (NaN when f = 0), "agreement": share of rows whose argmax
+    agree, "f_norm": ‖f‖_F, "n": N}``, computed in float64.
+    """
+    if not (torch.is_tensor(f) and torch.is_tensor(f_lin)) or f.shape != f_lin.shape or f.dim() != 2:
+        shapes = tuple(getattr(f, "shape", ())), tuple(getattr(f_lin, "shape", ()))
+        raise LinftError(
+            f"gap_numbers compares two logits tensors of the same shape [N, C], got {shapes[0]} and {shapes[1]}"
+        )
     f = f.detach().double()
     f_lin = f_lin.detach().double()
     gap = torch.linalg.vector_norm(f - f_lin).item()
@@ -308,7 +297,7 @@ def linearization_gap(model: nn.Module | None, lin_model: LinearizedModel, batch
     Args:
         model: the real network, or None for the network ``lin_model`` wraps.
         lin_model: the :class:`LinearizedModel`.
-        batch: dict with ``input_ids`` and ``attention_mask``, [N, L].
+        batch: dict with ``input_ids`` and ``attention_mask``, [N, L] (:func:`linft.batches.check_batch`).
         at: which parameters each side uses:
 
             - ``"lin"``: both at the linearized model's θ (the real one via ``lin_model.real_logits``). This is
@@ -328,18 +317,17 @@ def linearization_gap(model: nn.Module | None, lin_model: LinearizedModel, batch
         raise LinftError(f"lin_model must be a LinearizedModel, got {type(lin_model).__name__}")
     if at is None:
         at = "lin" if model is None else "own"
-    if at not in ("lin", "model", "own"):
-        raise LinftError(f"unknown at={at!r}: use 'lin', 'model' or 'own'")
-    input_ids, attention_mask = _unpack(batch)
+    check_choice("at", at, GAP_AT)
+    batch = _as_batch(batch)
     if at == "lin":
-        f = lin_model.real_logits(input_ids, attention_mask)
-        f_lin = lin_model(input_ids, attention_mask)
+        f = lin_model.real_logits(batch)
+        f_lin = lin_model(batch)
     else:
         if model is None:
             raise LinftError(f"at={at!r} needs the real model: pass it as `model`")
         was_training = model.training
         model.eval()
-        f = logits_of(model(input_ids=input_ids, attention_mask=attention_mask))
+        f = logits_of(model(**batch))
         model.train(was_training)
-        f_lin = lin_model(input_ids, attention_mask, params=model if at == "model" else None)
-    return _gap_numbers(f, f_lin)
+        f_lin = lin_model(batch, params=model if at == "model" else None)
+    return gap_numbers(f, f_lin)

@@ -35,15 +35,16 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from linft import LinftError
-from linft.linearize import LinearizedModel, trainable_parameters
+from linft import LinftError, check_choice
+from linft.linearize import trainable_parameters
 
-__all__ = ["snapshot", "anchored_penalty", "AnchoredStep", "drift", "param_groups", "GRANULARITIES"]
+__all__ = ["snapshot", "anchored_penalty", "AnchoredStep", "drift", "param_groups", "check_lam", "GRANULARITIES"]
 
 GRANULARITIES = ("tensor", "layer", "global")
 
 
-def _check_lam(lam) -> float:
+def check_lam(lam) -> float:
+    """λ as a float; raise :class:`linft.LinftError` unless it is a finite number >= 0."""
     try:
         lam = float(lam)
     except (TypeError, ValueError):
@@ -53,7 +54,7 @@ def _check_lam(lam) -> float:
     return lam
 
 
-def _as_params(params) -> "OrderedDict[str, torch.Tensor]":
+def _as_params(params) -> OrderedDict[str, torch.Tensor]:
     if isinstance(params, nn.Module):
         return trainable_parameters(params)
     if isinstance(params, Mapping):
@@ -80,7 +81,7 @@ def _matched(params, anchor) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     return out
 
 
-def snapshot(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def snapshot(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     """θ0: detached copies of ``model``'s trainable tensors by name (for a LinearizedModel, its current θ)."""
     return OrderedDict((n, p.detach().clone()) for n, p in trainable_parameters(model).items())
 
@@ -93,35 +94,24 @@ def anchored_penalty(params, anchor: Mapping[str, torch.Tensor], lam: float) -> 
         anchor: θ0 by name, e.g. ``snapshot(model)`` taken before training or ``lin.theta0``.
         lam: λ ≥ 0, in units of loss per squared parameter distance.
     """
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     pairs = _matched(params, anchor)
     total = sum(((p - a.detach()) ** 2).sum() for _, p, a in pairs)
     return 0.5 * lam * total
 
 
-def param_groups(model: nn.Module) -> "OrderedDict[str, list[str]]":
-    """Trainable names grouped as ``{"layer0": [...], ..., "head": [...]}`` (LinearizedModel: its wrapped model's).
+def param_groups(model: nn.Module) -> OrderedDict[str, list[str]]:
+    """Trained tensor names grouped as ``{"layer0": [...], ..., "head": [...]}`` (:func:`linft.models.group_names`).
 
-    Same as :func:`linft.models.lora_param_groups`, restricted to the tensors that are actually trained.
+    For a LinearizedModel the names are its θ's (the wrapped model's names of the trained tensors).
     """
-    from linft.models import lora_param_groups
+    from linft.models import group_names
 
-    base = model.model if isinstance(model, LinearizedModel) else model
-    names = set(trainable_parameters(model))
-    groups = OrderedDict()
-    for key, members in lora_param_groups(base).items():
-        kept = [n for n in members if n in names]
-        if kept:
-            groups[key] = kept
-    covered = {n for members in groups.values() for n in members}
-    rest = [n for n in trainable_parameters(model) if n not in covered]
-    if rest:
-        groups.setdefault("other", []).extend(rest)
-    return groups
+    return group_names(trainable_parameters(model))
 
 
 @torch.no_grad()
-def drift(model: nn.Module, anchor: Mapping[str, torch.Tensor]) -> "OrderedDict[str, float]":
+def drift(model: nn.Module, anchor: Mapping[str, torch.Tensor]) -> OrderedDict[str, float]:
     """‖θ − θ0‖ (Euclidean, parameter units): ``{"total": ..., "layer0": ..., ..., "head": ...}``.
 
     Groups come from :func:`param_groups`, so the squares of the group values add up to the square of the total.
@@ -152,10 +142,11 @@ class AnchoredStep:
     (``{unit: bool}``) and also store that in ``last_mask``.
     """
 
-    def __init__(self, model, anchor, lam: float, lr: float = 0.0, selective: bool = False, granularity: str = "tensor"):
-        self.lam = _check_lam(lam)
-        if granularity not in GRANULARITIES:
-            raise LinftError(f"unknown granularity {granularity!r}: use one of {GRANULARITIES}")
+    def __init__(
+        self, model, anchor, lam: float, lr: float = 0.0, selective: bool = False, granularity: str = "tensor"
+    ):
+        self.lam = check_lam(lam)
+        check_choice("granularity", granularity, GRANULARITIES)
         lr = float(lr)
         if lr < 0:
             raise LinftError(f"lr must be >= 0, got {lr}")
@@ -170,12 +161,14 @@ class AnchoredStep:
             self.units = OrderedDict([("all", names)])
         else:
             if not isinstance(model, nn.Module):
-                raise LinftError("granularity='layer' needs the model (to group tensors by layer), not a dict of tensors")
+                raise LinftError(
+                    "granularity='layer' needs the model (to group tensors by layer), not a dict of tensors"
+                )
             self.units = param_groups(model)
         self.last_mask: dict[str, bool] = {}
 
     @torch.no_grad()
-    def mask(self) -> "OrderedDict[str, bool]":
+    def mask(self) -> OrderedDict[str, bool]:
         """``{unit: pull?}`` from the current ``.grad`` (∇R) and θ; all True unless ``selective``.
 
         A unit whose tensors have no gradient yet counts as ∇R = 0, so it is pulled (0 ≥ 0).
@@ -215,7 +208,8 @@ class AnchoredStep:
             return {}
         if self.lr * self.lam > 1.0:
             raise LinftError(
-                f"decoupled pull lr·λ = {self.lr * self.lam:g} > 1 overshoots the anchor: lower lr or λ (or use the loss penalty)"
+                f"decoupled pull lr·λ = {self.lr * self.lam:g} > 1 overshoots the anchor: "
+                "lower lr or λ (or use the loss penalty)"
             )
         mask, chosen = self._selected()
         for _, p, a in chosen:

@@ -17,13 +17,13 @@ full-output kernel (flattened example-major, class-minor, as :meth:`linft.ntk.Ke
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
-from linft import LinftError
+from linft import LinftError, check_choice, check_positive_int
 
 #: relative asymmetry ‖K − Kᵀ‖_F / ‖K‖_F above which a kernel is treated as asymmetric (not round-off)
 ASYMMETRY_TOL = 1e-6
@@ -42,7 +42,9 @@ def as_matrix(K, name: str = "K") -> torch.Tensor:
         try:
             K = torch.as_tensor(K)
         except (TypeError, ValueError, RuntimeError):
-            raise LinftError(f"{name} must be a square matrix (tensor, array or Kernel), got {type(K).__name__}") from None
+            raise LinftError(
+                f"{name} must be a square matrix (tensor, array or Kernel), got {type(K).__name__}"
+            ) from None
     if K.is_complex():
         raise LinftError(f"{name} is complex: pass a real kernel matrix")
     if K.dim() == 4:
@@ -51,13 +53,18 @@ def as_matrix(K, name: str = "K") -> torch.Tensor:
             raise LinftError(f"{name} has shape {tuple(K.shape)}: a 4-D kernel must be [N, N, C, C] to be square")
         K = K.permute(0, 2, 1, 3).reshape(n * c1, m * c2)
     if K.dim() != 2 or K.shape[0] != K.shape[1]:
-        raise LinftError(f"{name} has shape {tuple(K.shape)}: pass a square matrix [n, n] (or a Kernel between one batch and itself)")
+        raise LinftError(
+            f"{name} has shape {tuple(K.shape)}: pass a square matrix [n, n] "
+            "(or a Kernel between one batch and itself)"
+        )
     if K.shape[0] == 0:
         raise LinftError(f"{name} is empty (shape {tuple(K.shape)}): compute the kernel on at least one example")
     K = K.detach().to(device="cpu", dtype=torch.float64)
     if not torch.isfinite(K).all():
         bad = int((~torch.isfinite(K)).sum())
-        raise LinftError(f"{name} has {bad} non-finite entries (NaN/inf): recompute the kernel (check the model's outputs)")
+        raise LinftError(
+            f"{name} has {bad} non-finite entries (NaN/inf): recompute the kernel (check the model's outputs)"
+        )
     return K
 
 
@@ -311,7 +318,9 @@ def layer_shares(per_layer: dict) -> dict[str, float]:
     """
     if not per_layer:
         raise LinftError("no per-layer blocks given: compute the kernel with empirical_ntk(..., per_layer=True)")
-    traces = {str(name): float(torch.diagonal(as_matrix(block, name=str(name))).sum()) for name, block in per_layer.items()}
+    traces = {
+        str(name): float(torch.diagonal(as_matrix(block, name=str(name))).sum()) for name, block in per_layer.items()
+    }
     total = sum(traces.values())
     if total == 0:
         raise LinftError("the per-layer blocks have zero total trace (every gradient is zero): check the parameter set")
@@ -323,7 +332,11 @@ def layer_shares(per_layer: dict) -> dict[str, float]:
 
 def _operator(K_or_matvec, n: int | None):
     """(numpy matmat function, n, dense float64 tensor or None) for a matrix or a matvec callable."""
-    if callable(K_or_matvec) and not hasattr(K_or_matvec, "matrix") and not isinstance(K_or_matvec, (torch.Tensor, np.ndarray)):
+    if (
+        callable(K_or_matvec)
+        and not hasattr(K_or_matvec, "matrix")
+        and not isinstance(K_or_matvec, (torch.Tensor, np.ndarray))
+    ):
         if n is None or int(n) < 1:
             raise LinftError("a matvec callable needs its size: pass n=<number of rows of the kernel>")
         n = int(n)
@@ -366,12 +379,9 @@ def extreme_eigenvalues(
     """
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, lobpcg
 
-    if which not in ("largest", "smallest", "both"):
-        raise LinftError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
-    if method not in ("lanczos", "lobpcg"):
-        raise LinftError(f"method must be 'lanczos' or 'lobpcg', got {method!r}")
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise LinftError(f"k must be a positive integer, got {k!r}")
+    check_choice("which", which, ("largest", "smallest", "both"))
+    check_choice("method", method, ("lanczos", "lobpcg"))
+    k = check_positive_int(k, "k")
     matmat, size, dense = _operator(K_or_matvec, n)
     limit = size - 1 if method == "lanczos" else (size - 1) // 3
     if k > limit:

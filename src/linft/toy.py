@@ -30,23 +30,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, jvp
+from torch.func import jacrev, jvp
 
-from linft import LinftError
+from linft import LinftError, check_choice, check_positive_int
+from linft.functional import call
 
 __all__ = ["MLP", "make_regression", "ntk_matrix", "train_gd", "relative_change", "kernel_movement", "ACTIVATIONS"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": nn.functional.gelu}
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise LinftError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class MLP(nn.Module):
@@ -63,10 +57,9 @@ class MLP(nn.Module):
 
     def __init__(self, d_in: int, width: int, depth: int = 2, d_out: int = 1, activation: str = "tanh", seed: int = 0):
         super().__init__()
-        d_in, width = _positive_int(d_in, "d_in"), _positive_int(width, "width")
-        depth, d_out = _positive_int(depth, "depth"), _positive_int(d_out, "d_out")
-        if activation not in ACTIVATIONS:
-            raise LinftError(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
+        d_in, width = check_positive_int(d_in, "d_in"), check_positive_int(width, "width")
+        depth, d_out = check_positive_int(depth, "depth"), check_positive_int(d_out, "d_out")
+        check_choice("activation", activation, ACTIVATIONS)
         gen = torch.Generator().manual_seed(int(seed))
         dims = [d_in] + [width] * depth + [d_out]
         self.weights = nn.ParameterList(
@@ -88,7 +81,10 @@ class MLP(nn.Module):
         return h
 
     def extra_repr(self) -> str:
-        return f"d_in={self.d_in}, width={self.width}, depth={self.depth}, d_out={self.d_out}, activation={self.activation!r}"
+        return (
+            f"d_in={self.d_in}, width={self.width}, depth={self.depth}, d_out={self.d_out}, "
+            f"activation={self.activation!r}"
+        )
 
 
 def make_regression(n_train: int = 64, n_test: int = 64, d: int = 8, seed: int = 0, teacher_width: int = 16) -> dict:
@@ -97,8 +93,8 @@ def make_regression(n_train: int = 64, n_test: int = 64, d: int = 8, seed: int =
     Returns ``{"x_train": [n_train, d], "y_train": [n_train, 1], "x_test", "y_test"}`` (float32). Targets are
     standardized with the training mean and standard deviation.
     """
-    n_train, n_test = _positive_int(n_train, "n_train"), _positive_int(n_test, "n_test")
-    d, teacher_width = _positive_int(d, "d"), _positive_int(teacher_width, "teacher_width")
+    n_train, n_test = check_positive_int(n_train, "n_train"), check_positive_int(n_test, "n_test")
+    d, teacher_width = check_positive_int(d, "d"), check_positive_int(teacher_width, "teacher_width")
     gen = torch.Generator().manual_seed(int(seed) + 10_007)
     x = torch.randn(n_train + n_test, d, generator=gen)
     x = x / x.norm(dim=1, keepdim=True) * math.sqrt(d)
@@ -110,8 +106,17 @@ def make_regression(n_train: int = 64, n_test: int = 64, d: int = 8, seed: int =
     return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:]}
 
 
-def _params(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def _params(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     return OrderedDict((n, p.detach()) for n, p in model.named_parameters())
+
+
+def _outputs_of(model: nn.Module, x: torch.Tensor):
+    """θ (name → tensor) ↦ ``model``'s outputs on ``x`` at θ (:func:`linft.functional.call`)."""
+
+    def f(params):
+        return call(model, params, x)
+
+    return f
 
 
 def ntk_matrix(model: nn.Module, x: torch.Tensor, params=None) -> torch.Tensor:
@@ -120,11 +125,7 @@ def ntk_matrix(model: nn.Module, x: torch.Tensor, params=None) -> torch.Tensor:
     ``params`` (name → tensor) evaluates it at other parameters than the module's own.
     """
     theta = OrderedDict(params) if params is not None else _params(model)
-
-    def f(p):
-        return functional_call(model, p, (x,))
-
-    jac = jacrev(f)(dict(theta))  # name -> [N, C, *shape]
+    jac = jacrev(_outputs_of(model, x))(dict(theta))  # name -> [N, C, *shape]
     n = x.shape[0]
     K = torch.zeros(n, n, dtype=torch.float64)
     for block in jac.values():
@@ -180,7 +181,7 @@ def train_gd(
         raise LinftError(f"time_horizon must be > 0, got {time_horizon!r}")
     if y.dim() != 2 or y.shape[0] != x.shape[0]:
         raise LinftError(f"y must be [N, C] with N = {x.shape[0]} rows, got {tuple(y.shape)}")
-    max_steps = _positive_int(max_steps, "max_steps")
+    max_steps = check_positive_int(max_steps, "max_steps")
     theta0 = OrderedDict((n, p.detach().clone()) for n, p in model.named_parameters())
     if lr is None:
         beta = torch.linalg.eigvalsh(ntk_matrix(model, x))[-1].item() / x.shape[0]
@@ -249,7 +250,7 @@ def kernel_movement(
     ``rel_gap_test`` (‖f(θ_T) − f_lin(θ_T)‖/‖f(θ_T) − f(θ0)‖ on held-out inputs: the share of the learned function
     change that is not linear), ``objective_increases`` and ``seconds``.
     """
-    widths = [_positive_int(w, "width") for w in widths]
+    widths = [check_positive_int(w, "width") for w in widths]
     seeds = [int(s) for s in seeds]
     if not widths or not list(lams) or not seeds:
         raise LinftError("widths, lams and seeds must each hold at least one value")
@@ -271,7 +272,7 @@ def kernel_movement(
                 theta = _params(model)
                 delta = {n: theta[n] - theta0[n] for n in theta}
                 with torch.no_grad():
-                    _, lin = jvp(lambda p: functional_call(model, p, (xt,)), (dict(theta0),), (delta,))
+                    _, lin = jvp(_outputs_of(model, xt), (dict(theta0),), (delta,))
                     fT_test = model(xt)
                     gap = torch.linalg.vector_norm(fT_test - f0_test - lin).item()
                     moved = torch.linalg.vector_norm(fT_test - f0_test).item()

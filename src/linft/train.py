@@ -19,31 +19,162 @@ Two standard settings:
 
 The model is kept in eval mode (dropout off), so the real and the linear model are the same function at θ0 and runs
 are deterministic. Same seed, same inputs and the same starting model give an identical log.
+
+The loop is made of parts that can be used and tested alone:
+
+- :class:`TrainConfig`: the run's settings, checked when built (stored on the result as ``TrainResult.config``);
+- :func:`gap_reference`: the :class:`~linft.linearize.LinearizedModel` the gap columns compare against;
+- :class:`MinibatchSampler`: minibatch indices, seeded epochs drawn without replacement;
+- :class:`Evaluator`: one logged row (losses, accuracies, drift, gap columns) at the model's current θ.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from linft import LinftError, check_choice
+from linft import LinftError, check_choice, check_positive_int
+from linft.batches import check_batch, take, to_device
 from linft.device import seed_everything
-from linft.linearize import LinearizedModel, _gap_numbers, logits_of, trainable_parameters
-from linft.regularize import GRANULARITIES, AnchoredStep, drift, snapshot
+from linft.functional import logits_of
+from linft.linearize import LinearizedModel, gap_numbers, trainable_parameters
+from linft.regularize import GRANULARITIES, AnchoredStep, check_lam, drift, snapshot
 
-__all__ = ["fine_tune", "TrainResult", "task_loss", "LOSSES", "OPTIMIZERS", "PENALTIES", "MSE_TARGETS"]
+__all__ = [
+    "fine_tune",
+    "TrainConfig",
+    "TrainResult",
+    "gap_reference",
+    "MinibatchSampler",
+    "Evaluator",
+    "task_loss",
+    "LOSSES",
+    "OPTIMIZERS",
+    "PENALTIES",
+    "MSE_TARGETS",
+    "KINDS",
+]
 
 LOSSES = ("ce", "mse")
 OPTIMIZERS = ("adamw", "gd")
 PENALTIES = ("loss", "decoupled")
 MSE_TARGETS = ("onehot", "logit_diff")
+KINDS = ("real", "linearized")
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def _is_integer(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The settings of one :func:`fine_tune` run, checked when built: bad values raise :class:`linft.LinftError`
+    with one line that says which and what to use.
+
+    The fields are :func:`fine_tune`'s arguments of the same names (numbers normalized: ``lr`` and ``lam`` as
+    floats, integers as ``int``). ``kind`` (``"real"`` or ``"linearized"``), ``n_train`` and ``n_eval`` describe the
+    run; :func:`fine_tune` fills them in (None until then).
+
+    It reads like the dict it replaced: ``config["lam"]``, ``"lam" in config``, ``dict(config)``,
+    ``config.as_dict()``.
+    """
+
+    lr: float
+    steps: int
+    loss: str = "ce"
+    optimizer: str = "adamw"
+    batch_size: int | None = None
+    lam: float = 0.0
+    selective: bool = False
+    penalty: str = "loss"
+    granularity: str = "tensor"
+    seed: int = 0
+    log_every: int = 1
+    track_gap: bool = True
+    gap_n: int | None = 64
+    mse_target: str = "onehot"
+    eval_chunk: int = 64
+    progress: bool = True
+    kind: str | None = None
+    n_train: int | None = None
+    n_eval: int | None = None
+
+    def __post_init__(self):
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("penalty", self.penalty, PENALTIES)
+        check_choice("granularity", self.granularity, GRANULARITIES)
+        check_choice("mse_target", self.mse_target, MSE_TARGETS)
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or not lr > 0:
+            raise LinftError(f"lr must be a positive number, got {lr!r}")
+        if not _is_integer(self.steps) or self.steps < 0:
+            raise LinftError(f"steps must be an integer >= 0, got {self.steps!r}")
+        if not _is_integer(self.seed):
+            raise LinftError(f"seed must be an integer, got {self.seed!r}")
+        normalized = {
+            "lr": float(lr),
+            "steps": int(self.steps),
+            "seed": int(self.seed),
+            "log_every": check_positive_int(self.log_every, "log_every"),
+            "batch_size": _positive_or_none(self.batch_size, "batch_size", "the full batch"),
+            "gap_n": _positive_or_none(self.gap_n, "gap_n", "all examples"),
+            "eval_chunk": check_positive_int(self.eval_chunk, "eval_chunk"),
+            "lam": check_lam(self.lam),
+            "selective": bool(self.selective),
+            "track_gap": bool(self.track_gap),
+            "progress": bool(self.progress),
+        }
+        if self.penalty == "decoupled" and normalized["lam"] * normalized["lr"] > 1:
+            raise LinftError(
+                f"decoupled pull lr·λ = {normalized['lr'] * normalized['lam']:g} > 1 overshoots the anchor: "
+                "lower lr or λ"
+            )
+        if self.kind is not None:
+            check_choice("kind", self.kind, KINDS)
+        if self.n_train is not None:
+            normalized["n_train"] = check_positive_int(self.n_train, "n_train")
+        if self.n_eval is not None:
+            if not _is_integer(self.n_eval) or self.n_eval < 0:
+                raise LinftError(f"n_eval must be an integer >= 0, got {self.n_eval!r}")
+            normalized["n_eval"] = int(self.n_eval)
+        for name, value in normalized.items():
+            object.__setattr__(self, name, value)  # frozen: store the checked values
+
+    def __getitem__(self, key: str):
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys()
+
+    def keys(self) -> tuple[str, ...]:
+        """The field names, in order (with ``__getitem__``, so ``dict(config)`` works)."""
+        return tuple(f.name for f in fields(self))
+
+    def as_dict(self) -> dict:
+        """The fields as a plain dict."""
+        return asdict(self)
+
+
+def _positive_or_none(value, name: str, none_means: str) -> int | None:
+    if value is None:
+        return None
+    return check_positive_int(value, f"{name} (or None for {none_means})")
 
 
 @dataclass
@@ -59,14 +190,14 @@ class TrainResult:
             (``"real"`` or ``"linearized"``).
         model: the trained model (the same object that was passed in).
         anchor: θ0 by name (the trainable tensors at the start).
-        config: the arguments of the run.
+        config: the run's :class:`TrainConfig` (also readable as a dict: ``config["lam"]``).
     """
 
     log: pd.DataFrame
     final: dict
     model: nn.Module
     anchor: dict = field(repr=False)
-    config: dict = field(default_factory=dict)
+    config: TrainConfig | None = None
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "ce", mse_target: str = "onehot") -> torch.Tensor:
@@ -77,19 +208,26 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "ce", mse_
     - ``"mse"`` with ``mse_target="logit_diff"`` (binary tasks only): (1/N) Σ_i ½(f_1(x_i) − f_0(x_i) − t_i)², with
       t_i = +1 for label 1 and −1 for label 0. This is the scalar-output setting of NTK theory.
     """
+    check_choice("loss", loss, LOSSES)
     if loss == "ce":
         return F.cross_entropy(logits, labels)
-    if loss == "mse":
-        if mse_target == "onehot":
-            target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
-            return 0.5 * (logits - target).pow(2).sum(-1).mean()
-        if mse_target == "logit_diff":
-            if logits.shape[-1] != 2:
-                raise LinftError(f"mse_target='logit_diff' needs a 2-class head, this one has {logits.shape[-1]}")
-            target = labels.to(logits.dtype) * 2 - 1
-            return 0.5 * (logits[:, 1] - logits[:, 0] - target).pow(2).mean()
-        raise LinftError(f"unknown mse_target {mse_target!r}: use one of {MSE_TARGETS}")
-    raise LinftError(f"unknown loss {loss!r}: use one of {LOSSES}")
+    check_choice("mse_target", mse_target, MSE_TARGETS)
+    if mse_target == "onehot":
+        target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+        return 0.5 * (logits - target).pow(2).sum(-1).mean()
+    if logits.shape[-1] != 2:
+        raise LinftError(f"mse_target='logit_diff' needs a 2-class head, this one has {logits.shape[-1]}")
+    target = labels.to(logits.dtype) * 2 - 1
+    return 0.5 * (logits[:, 1] - logits[:, 0] - target).pow(2).mean()
+
+
+# ---------------------------------------------------------------------------------------------- model calls
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        kind = type(model).__name__
+        raise LinftError(f"model must be an nn.Module (a linft model or a LinearizedModel), got {kind}")
 
 
 def _num_labels(model: nn.Module) -> int | None:
@@ -98,56 +236,211 @@ def _num_labels(model: nn.Module) -> int | None:
     return int(n) if n is not None else None
 
 
-def _check_batch(batch, name: str, num_labels: int | None) -> dict:
-    if not isinstance(batch, Mapping):
-        raise LinftError(
-            f"{name} must be a dict with input_ids, attention_mask, labels (linft.data.as_batch), "
-            f"got {type(batch).__name__}"
-        )
-    missing = [k for k in ("input_ids", "labels") if k not in batch]
-    if missing:
-        raise LinftError(
-            f"{name} lacks {missing}: build it with linft.data.as_batch (keys input_ids, attention_mask, labels)"
-        )
-    ids = batch["input_ids"]
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
-        raise LinftError(f"{name}['input_ids'] must be a [N, L] tensor: tokenize with padding to a fixed length")
-    n = ids.shape[0]
-    if n == 0:
-        raise LinftError(f"{name} is empty (0 examples): pass at least one example")
-    mask = batch.get("attention_mask")
-    if mask is None:
-        mask = torch.ones_like(ids)
-    if mask.shape != ids.shape:
-        raise LinftError(f"{name}['attention_mask'] shape {tuple(mask.shape)} != input_ids shape {tuple(ids.shape)}")
-    labels = torch.as_tensor(batch["labels"])
-    if labels.shape != (n,):
-        raise LinftError(f"{name}['labels'] must have shape [{n}] (one per example), got {tuple(labels.shape)}")
-    if labels.is_floating_point():
-        raise LinftError(f"{name}['labels'] must be integer class ids, got dtype {labels.dtype}")
-    labels = labels.long()
-    if labels.min().item() < 0:
-        raise LinftError(f"{name} has negative labels ({labels.min().item()}): labels must be class ids 0..C-1")
-    if num_labels is not None and labels.max().item() >= num_labels:
-        raise LinftError(
-            f"{name} has label {labels.max().item()} but the head has {num_labels} outputs: "
-            f"load the model with num_labels >= {labels.max().item() + 1}"
-        )
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+def _model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k != "labels"}
 
 
-def _forward(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _logits(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Logits [N, C] of ``model`` (real or linearized) on a checked batch (its labels are not passed on)."""
     if isinstance(model, LinearizedModel):
-        return model(ids, mask)
-    return logits_of(model(input_ids=ids, attention_mask=mask))
+        return model(batch)
+    return logits_of(model(**_model_inputs(batch)))
 
 
 @torch.no_grad()
-def _chunked(fn, batch: dict, chunk: int, n: int | None = None) -> torch.Tensor:
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    if n is not None:
-        ids, mask = ids[:n], mask[:n]
-    return torch.cat([fn(ids[i : i + chunk], mask[i : i + chunk]) for i in range(0, ids.shape[0], chunk)])
+def _chunked(fn, batch: Mapping[str, torch.Tensor], chunk: int, n: int | None = None) -> torch.Tensor:
+    """``fn`` (a batch dict → logits) over the first ``n`` examples of ``batch``, ``chunk`` examples at a time."""
+    inputs = take(_model_inputs(batch), n)
+    total = inputs["input_ids"].shape[0]
+    return torch.cat([fn({k: v[i : i + chunk] for k, v in inputs.items()}) for i in range(0, total, chunk)])
+
+
+# ---------------------------------------------------------------------------------------------- parts
+
+
+def gap_reference(
+    model: nn.Module, lin_reference: LinearizedModel | None = None, anchor: Mapping[str, torch.Tensor] | None = None
+) -> LinearizedModel:
+    """The linearization the gap columns of :func:`fine_tune` compare ``model`` with.
+
+    A :class:`~linft.linearize.LinearizedModel` is its own reference (``lin_reference`` is ignored): its gap is
+    between its real network (``real_logits``) and itself. For a real model, ``lin_reference`` is returned after
+    checking that it linearizes exactly the tensors ``model`` trains, around their values ``anchor`` (default: their
+    current values, i.e. call this before training); with ``lin_reference=None`` a new ``LinearizedModel(model)`` is
+    built.
+    """
+    if isinstance(model, LinearizedModel):
+        return model
+    _check_model(model)
+    if lin_reference is None:
+        return LinearizedModel(model)
+    if not isinstance(lin_reference, LinearizedModel):
+        raise LinftError(f"lin_reference must be a LinearizedModel, got {type(lin_reference).__name__}")
+    anchor = snapshot(model) if anchor is None else anchor
+    if lin_reference.names != list(anchor):
+        raise LinftError("lin_reference linearizes different tensors than model trains: wrap the same model")
+    far = [n for n, t0 in lin_reference.theta0.items() if not torch.allclose(t0, anchor[n], atol=1e-6, rtol=0)]
+    if far:
+        raise LinftError(
+            f"lin_reference's θ0 differs from model's starting parameters (e.g. {far[0]!r}): "
+            "wrap the same starting model (LinearizedModel(model) before training)"
+        )
+    return lin_reference
+
+
+class MinibatchSampler:
+    """Minibatch indices for ``n`` examples, in seeded epochs drawn without replacement.
+
+    The index stream is a sequence of random permutations of ``range(n)`` (one per epoch, from a
+    ``torch.Generator`` seeded with ``seed``) cut into consecutive minibatches of ``batch_size``; a minibatch that
+    crosses the end of an epoch takes the rest of that epoch and the start of the next. So every example is drawn
+    exactly once in each epoch (each run of ``n`` indices), and the same seed gives the same stream.
+
+    With ``batch_size`` None or ≥ ``n``, ``full`` is True: every minibatch is the whole batch in order
+    (``arange(n)``) and no random numbers are drawn. ``next(sampler)`` returns an int64 tensor on ``device``.
+    """
+
+    def __init__(self, n: int, batch_size: int | None = None, seed: int = 0, device: torch.device | str | None = None):
+        self.n = check_positive_int(n, "n")
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size (or None for the full batch)")
+        if not _is_integer(seed):
+            raise LinftError(f"seed must be an integer, got {seed!r}")
+        self.full = batch_size is None or batch_size >= self.n
+        self.batch_size = self.n if self.full else batch_size
+        self.device = device
+        self._generator = torch.Generator().manual_seed(int(seed))
+        self._order: list[int] = []
+
+    def __iter__(self) -> MinibatchSampler:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self.full:
+            return torch.arange(self.n, device=self.device)
+        if len(self._order) < self.batch_size:
+            self._order += torch.randperm(self.n, generator=self._generator).tolist()
+        idx, self._order = self._order[: self.batch_size], self._order[self.batch_size :]
+        return torch.tensor(idx, device=self.device)
+
+
+class Evaluator:
+    """One logged row of a run at the model's current θ: losses, accuracies, drift and the gap columns.
+
+    Args:
+        model: the model being trained (real, or a :class:`~linft.linearize.LinearizedModel`).
+        train_batch: labelled batch (:func:`linft.batches.check_batch`), moved to the model's device.
+        eval_batch: the same, or None (no ``eval_*`` and ``*_eval`` columns).
+        anchor: θ0 by name (default: the trainable tensors now, :func:`linft.regularize.snapshot`).
+        lam: λ of the ``penalty`` column (λ/2)‖θ − θ0‖² (``loss`` = ``task_loss`` + ``penalty``).
+        loss, mse_target: the task loss (:func:`task_loss`).
+        reference: the linearization of the gap columns (:func:`gap_reference`; the model itself for a
+            LinearizedModel), or None for no gap columns.
+        gap_n: leading examples of each batch used for the gap columns (None: all).
+        chunk: examples per forward pass.
+
+    ``evaluator(step)`` returns the row as a dict: ``step``, ``loss``, ``task_loss``, ``penalty``, ``train_acc``,
+    [``eval_loss``, ``eval_acc``], ``drift_total``, ``drift_<group>`` …, [``gap_train``, ``rel_gap_train``,
+    ``agree_train``, ``gap_eval``, …] and ``pull_frac`` (NaN: :func:`fine_tune` fills it in after the update).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_batch: Mapping,
+        eval_batch: Mapping | None = None,
+        *,
+        anchor: Mapping[str, torch.Tensor] | None = None,
+        lam: float = 0.0,
+        loss: str = "ce",
+        mse_target: str = "onehot",
+        reference: LinearizedModel | None = None,
+        gap_n: int | None = 64,
+        chunk: int = 64,
+    ):
+        _check_model(model)
+        check_choice("loss", loss, LOSSES)
+        check_choice("mse_target", mse_target, MSE_TARGETS)
+        if reference is not None and not isinstance(reference, LinearizedModel):
+            raise LinftError(f"reference must be a LinearizedModel (see gap_reference), got {type(reference).__name__}")
+        if isinstance(model, LinearizedModel) and reference not in (None, model):
+            raise LinftError(
+                "a LinearizedModel is its own gap reference: pass reference=model (or gap_reference(model))"
+            )
+        self.model = model
+        self.anchor = snapshot(model) if anchor is None else anchor
+        self._penalty = AnchoredStep(model, self.anchor, lam)
+        device = next(iter(self.anchor.values())).device
+        n_labels = _num_labels(model)
+        self.train = to_device(check_batch(train_batch, "train_batch", labels=True, num_labels=n_labels), device)
+        self.eval = None
+        if eval_batch is not None:
+            self.eval = to_device(check_batch(eval_batch, "eval_batch", labels=True, num_labels=n_labels), device)
+        self.loss, self.mse_target = loss, mse_target
+        self.reference = reference
+        self.gap_n = _positive_or_none(gap_n, "gap_n", "all examples")
+        self.chunk = check_positive_int(chunk, "chunk")
+
+    def _scores(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+        logits = _chunked(partial(_logits, self.model), batch, self.chunk)
+        value = task_loss(logits, batch["labels"], self.loss, self.mse_target).item()
+        accuracy = (logits.argmax(-1) == batch["labels"]).double().mean().item()
+        return logits, value, accuracy
+
+    def _gap(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, float]:
+        k = logits.shape[0] if self.gap_n is None else min(self.gap_n, logits.shape[0])
+        if isinstance(self.model, LinearizedModel):  # real network at the linear model's θ vs the linear model
+            real = _chunked(self.model.real_logits, batch, self.chunk, k)
+            return gap_numbers(real, logits[:k])
+        linear = _chunked(partial(self.reference, params=self.model), batch, self.chunk, k)
+        return gap_numbers(logits[:k], linear)
+
+    def __call__(self, step: int) -> dict:
+        row: dict = {"step": step}
+        f_train, r, acc = self._scores(self.train)
+        pen = self._penalty.penalty()
+        row.update(loss=r + pen, task_loss=r, penalty=pen, train_acc=acc)
+        f_eval = None
+        if self.eval is not None:
+            f_eval, row["eval_loss"], row["eval_acc"] = self._scores(self.eval)
+        for key, value in drift(self.model, self.anchor).items():
+            row[f"drift_{key}"] = value
+        if self.reference is not None:
+            for split, batch, logits in (("train", self.train, f_train), ("eval", self.eval, f_eval)):
+                if batch is None:
+                    continue
+                g = self._gap(batch, logits)
+                row[f"gap_{split}"] = g["gap"]
+                row[f"rel_gap_{split}"] = g["rel_gap"]
+                row[f"agree_{split}"] = g["agreement"]
+        row["pull_frac"] = float("nan")
+        return row
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+def _optimizer(config: TrainConfig, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    params = list(params)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    return torch.optim.SGD(params, lr=config.lr)
+
+
+def _update(
+    model: nn.Module, opt: torch.optim.Optimizer, anchored: AnchoredStep, batch: Mapping, config: TrainConfig, step: int
+) -> tuple[float, dict[str, bool]]:
+    """One optimizer update on ``batch`` with the anchor's pull; returns the batch's task loss and the pulled units."""
+    opt.zero_grad(set_to_none=True)
+    r = task_loss(_logits(model, batch), batch["labels"], config.loss, config.mse_target)
+    if not torch.isfinite(r):
+        raise LinftError(f"training diverged at step {step} (task loss {r.item()}): lower lr (now {config.lr:g})")
+    r.backward()
+    pulled = anchored.add_to_grad() if config.penalty == "loss" else {}
+    opt.step()
+    if config.penalty == "decoupled":
+        pulled = anchored.step()
+    return r.item(), pulled
 
 
 def fine_tune(
@@ -179,7 +472,8 @@ def fine_tune(
         model: a classifier whose trainable tensors are trained (e.g. ``add_lora(load("minilm", 2).model)``), or a
             LinearizedModel (its θ is trained). Trained **in place**: pass ``copy.deepcopy(model)`` to keep the
             start (a LinearizedModel: build a new one, or ``lin.reset()``).
-        train_batch: ``{"input_ids": [N, L], "attention_mask": [N, L], "labels": [N]}`` (``linft.data.as_batch``).
+        train_batch: ``{"input_ids": [N, L], "attention_mask": [N, L], "labels": [N]}`` (``linft.data.as_batch``),
+            checked by :func:`linft.batches.check_batch` (``attention_mask`` is required).
         eval_batch: same format, or None (no eval columns).
         loss: ``"ce"`` (cross-entropy) or ``"mse"`` (see :func:`task_loss` and ``mse_target``).
         optimizer: ``"adamw"`` (``torch.optim.AdamW`` with weight_decay=0, so λ is the only pull) or ``"gd"``
@@ -187,7 +481,8 @@ def fine_tune(
         lr: learning rate (> 0).
         steps: number of optimizer updates (≥ 0). Rows are logged at steps 0, log_every, 2·log_every, …, steps.
             Step k is the state after k updates.
-        batch_size: minibatch size, drawn without replacement in seeded epochs; None (or ≥ N) means the full batch.
+        batch_size: minibatch size, drawn without replacement in seeded epochs (:class:`MinibatchSampler`); None
+            (or ≥ N) means the full batch.
         lam: anchoring strength λ ≥ 0 (see :mod:`linft.regularize`). With λ = 0 the loop does exactly plain
             training.
         selective: pull a unit toward θ0 only when ∇R·(θ − θ0) ≥ 0.
@@ -197,8 +492,8 @@ def fine_tune(
         seed: seeds torch and the minibatch order.
         log_every: log every this many steps (the last step is always logged).
         lin_reference: for a real model, a LinearizedModel wrapping the same starting model, used for the gap
-            columns. If it is None and ``track_gap`` is set, one is built at the start. Ignored for a LinearizedModel,
-            which is its own reference.
+            columns. If it is None and ``track_gap`` is set, one is built at the start (:func:`gap_reference`).
+            Ignored for a LinearizedModel, which is its own reference.
         track_gap: log the same-parameters gap (costs one jvp over 2·gap_n examples per logged step for the real
             model, one forward for the linearized one).
         gap_n: number of leading train and eval examples used for the gap columns (None: all).
@@ -209,177 +504,83 @@ def fine_tune(
     Returns:
         :class:`TrainResult`.
 
-    Costs (MiniLM, LoRA q, v r=8 + head, batch 16 × 64 tokens, CPU): one update of the linearized model costs
-    2.1–2.9× an update of the real model (the table is in :mod:`linft.linearize`). A logged step adds a forward
-    pass over the whole train and eval batches and, with ``track_gap``, one jvp over 2·gap_n examples for the
-    real model (a forward pass for the linearized one). Raise ``log_every`` for long runs.
+    Costs: an update of the real model is one forward and one backward pass over the minibatch; an update of the
+    linearized model is one jvp plus one vjp (a backward pass at θ0), so it costs a small multiple of a real update
+    (measured ratios: ``benchmarks/README.md``, "Linearized training cost (measured earlier)"). A logged step adds
+    a forward pass over the whole train and eval batches and, with ``track_gap``, one jvp over 2·gap_n examples for
+    the real model (a forward pass for the linearized one). Raise ``log_every`` for long runs.
 
     With ``selective`` and ``penalty="decoupled"``, the selective test uses ∇R at the pre-step θ (still in
     ``.grad``) and θ after the optimizer step. With ``penalty="loss"`` both are at the pre-step θ.
     """
-    # ---------------------------------------------------------------- validate
-    check_choice("loss", loss, LOSSES)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_choice("penalty", penalty, PENALTIES)
-    check_choice("granularity", granularity, GRANULARITIES)
-    check_choice("mse_target", mse_target, MSE_TARGETS)
-    if not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
-        raise LinftError(f"lr must be a positive number, got {lr!r}")
-    if not isinstance(steps, int) or steps < 0:
-        raise LinftError(f"steps must be an integer >= 0, got {steps!r}")
-    if not isinstance(log_every, int) or log_every < 1:
-        raise LinftError(f"log_every must be an integer >= 1, got {log_every!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise LinftError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-    if gap_n is not None and (not isinstance(gap_n, int) or gap_n < 1):
-        raise LinftError(f"gap_n must be a positive integer or None (all examples), got {gap_n!r}")
-    if not isinstance(model, nn.Module):
-        raise LinftError(f"model must be an nn.Module (a linft model or a LinearizedModel), got {type(model).__name__}")
+    config = TrainConfig(
+        loss=loss, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, lam=lam, selective=selective,
+        penalty=penalty, granularity=granularity, seed=seed, log_every=log_every, track_gap=track_gap, gap_n=gap_n,
+        mse_target=mse_target, eval_chunk=eval_chunk, progress=progress,
+    )
+    _check_model(model)
     anchor = snapshot(model)
     if not anchor:
         raise LinftError("model has no trainable parameters: attach LoRA (linft.models.add_lora) first")
-    # checks λ (and lr·λ for the decoupled pull) up front
-    anchored = AnchoredStep(model, anchor, lam, lr=lr, selective=selective, granularity=granularity)
-    if penalty == "decoupled" and anchored.lam * lr > 1:
-        raise LinftError(f"decoupled pull lr·λ = {lr * anchored.lam:g} > 1 overshoots the anchor: lower lr or λ")
     n_labels = _num_labels(model)
-    if loss == "mse" and mse_target == "logit_diff" and n_labels not in (None, 2):
+    if config.loss == "mse" and config.mse_target == "logit_diff" and n_labels not in (None, 2):
         raise LinftError(f"mse_target='logit_diff' needs a 2-class head, this model has {n_labels}: use 'onehot'")
-    train = _check_batch(train_batch, "train_batch", n_labels)
-    evalb = _check_batch(eval_batch, "eval_batch", n_labels) if eval_batch is not None else None
     device = next(iter(anchor.values())).device  # batches follow the model (CPU or GPU)
-    train = {k: v.to(device) for k, v in train.items()}
-    evalb = {k: v.to(device) for k, v in evalb.items()} if evalb is not None else None
-
-    is_lin = isinstance(model, LinearizedModel)
-    reference = None
-    if track_gap:
-        if is_lin:
-            reference = model
-        else:
-            if lin_reference is not None:
-                if not isinstance(lin_reference, LinearizedModel):
-                    raise LinftError(f"lin_reference must be a LinearizedModel, got {type(lin_reference).__name__}")
-                if lin_reference.names != list(anchor):
-                    raise LinftError("lin_reference linearizes different tensors than model trains: wrap the same model")
-                far = [
-                    n for n, t0 in lin_reference.theta0.items() if not torch.allclose(t0, anchor[n], atol=1e-6, rtol=0)
-                ]
-                if far:
-                    raise LinftError(
-                        f"lin_reference's θ0 differs from model's starting parameters (e.g. {far[0]!r}): "
-                        "wrap the same starting model (LinearizedModel(model) before training)"
-                    )
-                reference = lin_reference
-            else:
-                reference = LinearizedModel(model)
+    train = to_device(check_batch(train_batch, "train_batch", labels=True, num_labels=n_labels), device)
+    evalb = None
+    if eval_batch is not None:
+        evalb = to_device(check_batch(eval_batch, "eval_batch", labels=True, num_labels=n_labels), device)
+    anchored = AnchoredStep(
+        model, anchor, config.lam, lr=config.lr, selective=config.selective, granularity=config.granularity
+    )
+    reference = gap_reference(model, lin_reference, anchor) if config.track_gap else None
     model.eval()  # dropout off: same deterministic function as the linearization
-
-    config = dict(
-        kind="linearized" if is_lin else "real", loss=loss, optimizer=optimizer, lr=lr, steps=steps,
-        batch_size=batch_size, lam=anchored.lam, selective=selective, penalty=penalty, granularity=granularity,
-        seed=seed, log_every=log_every, track_gap=track_gap, gap_n=gap_n, mse_target=mse_target,
-        n_train=int(train["labels"].shape[0]), n_eval=int(evalb["labels"].shape[0]) if evalb else 0,
+    config = replace(
+        config,
+        kind="linearized" if isinstance(model, LinearizedModel) else "real",
+        n_train=int(train["labels"].shape[0]),
+        n_eval=int(evalb["labels"].shape[0]) if evalb is not None else 0,
+    )
+    evaluate = Evaluator(
+        model, train, evalb, anchor=anchor, lam=config.lam, loss=config.loss, mse_target=config.mse_target,
+        reference=reference, gap_n=config.gap_n, chunk=config.eval_chunk,
     )
 
-    # ---------------------------------------------------------------- setup
-    seed_everything(seed)
-    generator = torch.Generator().manual_seed(seed)
-    params = list(trainable_parameters(model).values())
-    if optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    else:
-        opt = torch.optim.SGD(params, lr=lr)
-    n_train = train["labels"].shape[0]
-    full = batch_size is None or batch_size >= n_train
-    order: list[int] = []
+    seed_everything(config.seed)
+    sampler = MinibatchSampler(config.n_train, config.batch_size, config.seed, device=device)
+    opt = _optimizer(config, trainable_parameters(model).values())
 
-    def next_indices() -> torch.Tensor | None:
-        if full:
-            return None
-        nonlocal order
-        if len(order) < batch_size:
-            order += torch.randperm(n_train, generator=generator).tolist()
-        idx, order = order[:batch_size], order[batch_size:]
-        return torch.tensor(idx, device=device)
-
-    forward = lambda ids, mask: _forward(model, ids, mask)  # noqa: E731
-
-    def evaluate(step: int) -> dict:
-        row: dict = {"step": step}
-        f_train = _chunked(forward, train, eval_chunk)
-        r = task_loss(f_train, train["labels"], loss, mse_target).item()
-        pen = anchored.penalty()
-        row.update(loss=r + pen, task_loss=r, penalty=pen)
-        row["train_acc"] = (f_train.argmax(-1) == train["labels"]).double().mean().item()
-        f_eval = None
-        if evalb is not None:
-            f_eval = _chunked(forward, evalb, eval_chunk)
-            row["eval_loss"] = task_loss(f_eval, evalb["labels"], loss, mse_target).item()
-            row["eval_acc"] = (f_eval.argmax(-1) == evalb["labels"]).double().mean().item()
-        for key, value in drift(model, anchor).items():
-            row[f"drift_{key}"] = value
-        if reference is not None:
-            for split, batch, logits in (("train", train, f_train), ("eval", evalb, f_eval)):
-                if batch is None:
-                    continue
-                k = logits.shape[0] if gap_n is None else min(gap_n, logits.shape[0])
-                if is_lin:
-                    other = _chunked(lambda i, m: reference.real_logits(i, m), batch, eval_chunk, k)
-                    g = _gap_numbers(other, logits[:k])
-                else:
-                    other = _chunked(lambda i, m: reference(i, m, params=model), batch, eval_chunk, k)
-                    g = _gap_numbers(logits[:k], other)
-                row[f"gap_{split}"] = g["gap"]
-                row[f"rel_gap_{split}"] = g["rel_gap"]
-                row[f"agree_{split}"] = g["agreement"]
-        row["pull_frac"] = float("nan")
-        return row
-
-    # ---------------------------------------------------------------- loop
     rows: list[dict] = []
     start = time.perf_counter()
     update_seconds = 0.0
-    from tqdm import tqdm
-
-    bar = tqdm(total=steps, disable=not progress, desc=f"fine-tune ({config['kind']}, {loss}/{optimizer}, λ={anchored.lam:g})")
+    desc = f"fine-tune ({config.kind}, {config.loss}/{config.optimizer}, λ={config.lam:g})"
+    bar = tqdm(total=config.steps, disable=not config.progress, desc=desc)
     try:
-        for step in range(steps + 1):
+        for step in range(config.steps + 1):
             row = None
-            if step % log_every == 0 or step == steps:
+            if step % config.log_every == 0 or step == config.steps:
                 row = evaluate(step)
                 rows.append(row)
-            if step == steps:
+            if step == config.steps:
                 break
             t0 = time.perf_counter()
-            idx = next_indices()
-            ids, mask, labels = train["input_ids"], train["attention_mask"], train["labels"]
-            if idx is not None:
-                ids, mask, labels = ids[idx], mask[idx], labels[idx]
-            opt.zero_grad(set_to_none=True)
-            r = task_loss(forward(ids, mask), labels, loss, mse_target)
-            if not torch.isfinite(r):
-                raise LinftError(f"training diverged at step {step} (task loss {r.item()}): lower lr (now {lr:g})")
-            r.backward()
-            if penalty == "loss":
-                pulled = anchored.add_to_grad()
-            opt.step()
-            if penalty == "decoupled":
-                pulled = anchored.step()
+            minibatch = train
+            if not sampler.full:
+                idx = next(sampler)
+                minibatch = {k: v[idx] for k, v in train.items()}
+            batch_loss, pulled = _update(model, opt, anchored, minibatch, config, step)
             update_seconds += time.perf_counter() - t0
             if row is not None and pulled:
                 row["pull_frac"] = sum(pulled.values()) / len(pulled)
             bar.update(1)
-            bar.set_postfix(batch_loss=f"{r.item():.4f}")
+            bar.set_postfix(batch_loss=f"{batch_loss:.4f}")
     finally:
         bar.close()
     seconds = time.perf_counter() - start
 
-    log = pd.DataFrame(rows)
     final = {k: v for k, v in rows[-1].items() if k != "pull_frac"}
     final.update(
-        R0=rows[0]["task_loss"], steps=steps, seconds=seconds,
-        seconds_per_step=update_seconds / steps if steps else float("nan"), kind=config["kind"],
+        R0=rows[0]["task_loss"], steps=config.steps, seconds=seconds,
+        seconds_per_step=update_seconds / config.steps if config.steps else float("nan"), kind=config.kind,
     )
-    return TrainResult(log=log, final=final, model=model, anchor=anchor, config=config)
-
+    return TrainResult(log=pd.DataFrame(rows), final=final, model=model, anchor=anchor, config=config)

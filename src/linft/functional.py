@@ -1,0 +1,42 @@
+"""A model's logits as a function of (some of) its parameters: the one ``torch.func.functional_call`` wrapper.
+
+Linearization (jvp), the reference eNTK (jacrev), the Jacobian-Lipschitz estimates and the toy kernels all
+evaluate ``f(θ)`` with θ replaced by a dict of tensors; they all go through :func:`call`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from linft import LinftError
+
+__all__ = ["call", "logits_of"]
+
+
+def logits_of(output) -> torch.Tensor:
+    """Logits tensor [N, C] from a model output (a Hugging Face ``ModelOutput``, a dict, or a plain tensor)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, Mapping):
+        logits = output.get("logits")
+    if logits is None:
+        raise LinftError(f"model output {type(output).__name__} has no logits: wrap a sequence classifier")
+    return logits
+
+
+def call(model: nn.Module, params: Mapping[str, torch.Tensor], *args, **kwargs) -> torch.Tensor:
+    """``model(*args, **kwargs)`` with the named tensors of ``params`` substituted; returns the logits.
+
+    ``params`` may name any subset of ``model.named_parameters()``; the rest keep their values. A single
+    positional batch dict is unpacked into keyword arguments (its ``labels`` are dropped), so
+    ``call(model, theta, batch)`` and ``call(model, theta, input_ids=..., attention_mask=...)`` are the same.
+    """
+    if len(args) == 1 and isinstance(args[0], Mapping) and not kwargs:
+        kwargs = {k: v for k, v in args[0].items() if k != "labels"}
+        args = ()
+    return logits_of(functional_call(model, dict(params), args, kwargs, strict=False))
