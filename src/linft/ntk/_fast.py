@@ -7,9 +7,9 @@ weights/biases, without a per-example loop. For ``y = W h`` (per token t) the gr
 y, and ``torch.autograd.grad`` returns ∂/∂y. For a peft LoRA layer ``y = base(x) + B(A(dropout x))·s`` hooks on
 ``lora_A`` and ``lora_B`` (plain ``nn.Linear``) see ``u = A x`` and ``v = B u``; δ_v already carries the scaling s,
 and δ_u = Bᵀ δ_v, so ∂f/∂B = Σ_t δ_v,t u_tᵀ and ∂f/∂A = Σ_t δ_u,t x_tᵀ come out with no special cases
-(dropout is the identity because the model runs in eval mode). A frozen full weight works the same way: only the selected
-weights get ``requires_grad`` during the pass, so no autograd graph is built below the lowest selected module and
-no parameter gradient is ever formed.
+(dropout is the identity because the model runs in eval mode). A frozen full weight works the same way: only the
+selected weights get ``requires_grad`` during the pass, so no autograd graph is built below the lowest selected
+module and no parameter gradient is ever formed.
 
 Work saved: examples are bucketed by length (each bucket is cut to its longest example, so almost no work goes to
 padding; the remaining padded positions carry δ = 0 exactly because they are masked as keys and never pooled), no
@@ -22,15 +22,16 @@ block by block when the kernel is formed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from torch import nn
 
 from linft import LinftError
-from linft.ntk_params import Selection, Unit, lengths_of, slice_examples
+from linft.batches import lengths_of
+from linft.ntk._params import Selection, Unit
 
 #: most tokens (examples × padded length) in one forward/backward pass; bounds activation memory
 MAX_TOKENS_PER_PASS = 1024
@@ -208,7 +209,7 @@ def fast_gradients(
     captured: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def make_hook(u):
-        def hook(module, inputs, out):
+        def hook(_module, inputs, out):
             captured.setdefault(u, []).append((inputs[0], out))
 
         return hook
@@ -271,6 +272,11 @@ def fast_gradients(
                 handle.remove()
             captured.clear()
     return store
+
+
+def slice_examples(batch: dict[str, torch.Tensor], index: torch.Tensor, length: int, device) -> dict:
+    """Rows ``index`` of ``batch`` cut to ``length`` tokens, on ``device``."""
+    return {k: v[index, :length].to(device) for k, v in batch.items()}
 
 
 def store_bytes_estimate(sel: Selection, n_tokens: int, n_examples: int, n_out: int, itemsize: int) -> int:

@@ -1,7 +1,10 @@
-"""linft.ntk: fast == reference == explicit J Jᵀ for every kernel variant and output, padding-invariance,
-per-layer sums, SGD-kernel symmetry/PSD, the B-only kernel at initialization, full weights, caching, bad inputs.
+"""linft.ntk, the public API: fast == reference == explicit J Jᵀ for every kernel variant and output,
+padding-invariance, per-layer sums and ``Kernel.blocks``, SGD-kernel symmetry/PSD, the B-only kernel at
+initialization, full weights, the memory plan at work, bad inputs.
 
-Models run in float64 so that implementations summing in different orders agree to ~1e-15 (the bar is 1e-6).
+The plan, the cache and the parameter selection on their own: test_ntk_plan.py, test_ntk_cache.py,
+test_ntk_params.py. Models run in float64 so that implementations summing in different orders agree to ~1e-15
+(the bar is 1e-6).
 """
 
 import copy
@@ -10,9 +13,8 @@ import math
 import pytest
 import torch
 
-from linft import LinftError, models
+from linft import LinftError, models, ntk
 from linft.ntk import FullWeights, Kernel, empirical_ntk, explicit_jacobian
-from linft.ntk_fast import plan_buckets
 
 KERNELS = ("sgd", "signgd", "asym_signgd")
 OUTPUTS = ("full", "trace", "logit_diff")
@@ -54,13 +56,17 @@ _BASE: dict = {}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on 2 shared cores, 2 threads ran these small kernels up to 30× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread_and_fresh_models(one_thread):
+    """One intra-op thread (conftest's ``one_thread``: small kernels run fastest so on shared cores); drop the
+    loaded base models after this module."""
     yield
-    torch.set_num_threads(before)
     _BASE.clear()
+
+
+def test_public_names():
+    assert (ntk.KERNELS, ntk.OUTPUTS, ntk.IMPLEMENTATIONS) == (KERNELS, OUTPUTS, ("fast", "reference"))
+    for name in ("empirical_ntk", "Kernel", "FullWeights", "explicit_jacobian", "plan_memory", "MemoryPlan"):
+        assert name in ntk.__all__ and hasattr(ntk, name)
 
 
 def _lora_model(targets, layers=None, perturb=True, num_labels=2, rank=4):
@@ -113,7 +119,8 @@ def test_fast_equals_reference_equals_explicit(config):
 
 def test_two_batches_match_reference(qv):
     model, tokenizer, batch = qv
-    batch2 = tokenizer(TEXTS[1:4] + ["not my cup of tea, though the score is lovely"], padding=True, return_tensors="pt")
+    batch2 = tokenizer(TEXTS[1:4] + ["not my cup of tea, though the score is lovely"], padding=True,
+                       return_tensors="pt")
     jx, _ = explicit_jacobian(model, batch, "trainable")
     jy, _ = explicit_jacobian(model, batch2, "trainable")
     for kernel in KERNELS:
@@ -145,6 +152,57 @@ def test_per_layer_sums_symmetry_psd(qv):
                torch.einsum("nmcc->nm", k.values)) < 1e-12
     no_layers = empirical_ntk(model, batch, params="trainable", per_layer=False)
     assert no_layers.per_layer == {} and rel(no_layers.values, k.values) < 1e-12
+
+
+def test_blocks_without_head_is_the_lora_kernel(qv):
+    model, tokenizer, batch = qv
+    batch2 = tokenizer(TEXTS[1:3], padding=True, return_tensors="pt")
+    for output in ("full", "trace"):
+        both = empirical_ntk(model, batch, batch2, params="trainable", output=output)
+        lora = empirical_ntk(model, batch, batch2, params="lora", output=output)
+        no_head = both.blocks(exclude=("head",))
+        assert no_head.shape == lora.values.shape == ((5, 2, 2, 2) if output == "full" else (5, 2))
+        assert rel(no_head, lora.values) < 1e-10
+        assert rel(no_head, both.values) > 1e-6  # the head's block was left out, and it is not negligible
+        assert rel(both.blocks(), both.values) < 1e-12
+        assert rel(both.blocks(exclude="head"), no_head) < 1e-15
+        assert rel(both.blocks(exclude=["head", "layer0"]), no_head - both.per_layer["layer0"]) < 1e-12
+    assert rel(lora.blocks(exclude=("head",)), lora.values) < 1e-12  # no head block: nothing to drop
+    no_head.zero_()
+    assert both.per_layer["layer0"].abs().max() > 0 and both.values.abs().max() > 0  # a new tensor, not a view
+
+
+def test_blocks_errors(qv):
+    model, _, batch = qv
+    k = empirical_ntk(model, batch, params="head", output="trace")
+    flat = empirical_ntk(model, batch, params="trainable", output="trace", per_layer=False)
+    cases = {
+        "no per-layer blocks": (lambda: flat.blocks(exclude=("head",)), "per_layer=True"),
+        "nothing left": (lambda: k.blocks(exclude=("head",)), "leaves no block"),
+        "not a group name": (lambda: k.blocks(exclude=("heads",)), "no group name"),
+    }
+    for what, (call, match) in cases.items():
+        with pytest.raises(LinftError, match=match) as err:
+            call()
+        assert "\n" not in str(err.value), what
+
+
+def test_fast_path_needs_linear_parameters_reference_does_not(qv):
+    model, _, batch = qv
+    norm = next(p for n, p in model.named_parameters() if n.endswith("layer.5.output.LayerNorm.weight"))
+    norm.requires_grad_(True)
+    try:
+        params = ["layer.5.output.LayerNorm.weight"]
+        with pytest.raises(LinftError, match="implementation='reference'") as err:
+            empirical_ntk(model, batch, params=params)
+        assert "LayerNorm.weight" in str(err.value)
+        j, names = explicit_jacobian(model, batch, params)
+        assert len(names) == 1 and j.abs().max() > 0
+        ref = empirical_ntk(model, batch, params=params, implementation="reference")
+        assert list(ref.per_layer) == ["layer5"]
+        assert rel(ref.values, explicit_kernel(j, j, "full", "sgd")) < 1e-6
+    finally:
+        norm.requires_grad_(False)
 
 
 def test_head_and_lora_parameter_sets(qv):
@@ -234,36 +292,6 @@ def test_blocking_under_a_small_budget(qv):
     assert blocked.meta["block_examples"] == 2 and rel(blocked.values, ref.values) < 1e-12
 
 
-def test_cache_roundtrip(qv, tmp_path):
-    model, _, batch = qv
-    first = empirical_ntk(model, batch, output="trace", cache=tmp_path)
-    again = empirical_ntk(model, batch, output="trace", cache=tmp_path)
-    assert first.meta["cache"] == "written" and again.meta["cache"] == "hit" and again.seconds == 0
-    assert torch.equal(first.values, again.values) and again.per_layer.keys() == first.per_layer.keys()
-    other = empirical_ntk(model, batch, output="trace", kernel="signgd", cache=tmp_path)
-    assert other.meta["cache"] == "written"
-    name = next(n for n, _ in model.named_parameters() if "lora_B" in n)
-    param = dict(model.named_parameters())[name]
-    with torch.no_grad():
-        param.add_(0.01)
-    try:
-        assert empirical_ntk(model, batch, output="trace", cache=tmp_path).meta["cache"] == "written"
-    finally:
-        with torch.no_grad():
-            param.sub_(0.01)
-
-
-def test_plan_buckets_covers_every_example_once():
-    lengths = torch.tensor([5, 64, 7, 7, 30, 31, 64, 2, 12, 12, 12, 50] * 20)
-    buckets = plan_buckets(lengths, max_tokens=256)
-    seen = torch.cat([idx for idx, _ in buckets])
-    assert torch.equal(seen.sort().values, torch.arange(len(lengths)))
-    for idx, length in buckets:
-        assert lengths[idx].max() <= length and len(idx) * length <= max(256, length)
-    padded = sum(len(idx) * length for idx, length in buckets)
-    assert padded < 1.2 * lengths.sum()
-
-
 def test_bad_inputs_raise_one_line_errors(qv):
     model, tokenizer, batch = qv
     cases = {
@@ -278,6 +306,11 @@ def test_bad_inputs_raise_one_line_errors(qv):
         "over budget": lambda: empirical_ntk(model, batch, memory_budget_gb=1e-6),
         "result over budget": lambda: empirical_ntk(model, batch, output="trace", memory_budget_gb=1e-9),
         "unknown params": lambda: empirical_ntk(model, batch, params=42),
+        "budget not positive": lambda: empirical_ntk(model, batch, memory_budget_gb=0),
+        "left padded": lambda: empirical_ntk(model, {"input_ids": batch["input_ids"],
+                                                     "attention_mask": batch["attention_mask"].flip(1)}),
+        "not a batch": lambda: empirical_ntk(model, "a fine film"),
+        "explicit_jacobian output": lambda: explicit_jacobian(model, batch, output="diag"),
     }
     for what, call in cases.items():
         with pytest.raises(LinftError) as err:
@@ -285,6 +318,9 @@ def test_bad_inputs_raise_one_line_errors(qv):
         assert "\n" not in str(err.value) and len(str(err.value)) > 20, what
     with pytest.raises(LinftError, match="GB"):
         empirical_ntk(model, batch, memory_budget_gb=1e-6)
+    for arg, value in (("kernel", "adam"), ("output", "diag"), ("implementation", "gpu")):
+        with pytest.raises(LinftError, match=f"unknown {arg} '{value}': use one of"):
+            empirical_ntk(model, batch, **{arg: value})
     three, tok3 = _lora_model(["query"], layers=[0], perturb=False, num_labels=3)
     with pytest.raises(LinftError, match="binary"):
         empirical_ntk(three, tok3(TEXTS[:2], padding=True, return_tensors="pt"), output="logit_diff")
@@ -323,7 +359,7 @@ def _smollm2_ready() -> bool:
     return cached.exists() or os.environ.get("LINFT_SLOW") == "1"
 
 
-@pytest.mark.skipif(not _smollm2_ready(), reason="SmolLM2 not cached (dequantizing its GGUF takes ~30 s): set LINFT_SLOW=1")
+@pytest.mark.skipif(not _smollm2_ready(), reason="SmolLM2 not cached (dequantizing its GGUF is slow): set LINFT_SLOW=1")
 def test_decoder_smollm2_fast_equals_reference():
     """A Llama decoder (last-token pooling, right padding) in float32: fast == reference to float32 precision."""
     model, tokenizer = models.load("smollm2", num_labels=2, seed=0)

@@ -14,14 +14,17 @@ coordinates, so it splits exactly over groups (Σ_l K_l = K) and over units with
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 
 KERNELS = ("sgd", "signgd", "asym_signgd")
 OUTPUTS = ("full", "trace", "logit_diff")
 
+
 def kernel_shape(n: int, m: int, n_out: int, output: str) -> tuple[int, ...]:
+    """[N, M, C', C'] for output "full", else [N, M]."""
     return (n, m, n_out, n_out) if output == "full" else (n, m)
 
 

@@ -4,19 +4,24 @@ One job: per-example Jacobians of the model outputs with respect to the selected
 time on its unpadded tokens (so no attention mask can go wrong, and ``vmap``'s trouble with 2-D masks in
 transformers 5 never arises):
 
-- :func:`reference_jacobians` uses ``torch.func.functional_call`` + ``jacrev`` (implementation="reference");
+- :func:`reference_gradients` uses :func:`linft.functional.call` + ``torch.func.jacrev``
+  (implementation="reference"), any parameter type;
 - :func:`explicit_jacobian` uses plain ``torch.autograd.grad``, one output row at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from linft import LinftError
-from linft.ntk_params import Selection, check_batch, lengths_of, select
+from linft import LinftError, check_choice
+from linft.batches import check_batch, lengths_of
+from linft.functional import call
+from linft.ntk._gram import OUTPUTS
+from linft.ntk._params import Selection, select
 
 
 @contextmanager
@@ -42,15 +47,33 @@ def _rows(logits: torch.Tensor, output: str) -> torch.Tensor:
     return (logits[1] - logits[0])[None] if output == "logit_diff" else logits
 
 
-def reference_jacobians(model: nn.Module, batch: dict, sel: Selection, output: str) -> dict[str, torch.Tensor]:
-    """{param name: J [N, C', numel] float64} by ``torch.func.jacrev`` of ``functional_call``, per example."""
-    from torch.func import functional_call, jacrev
+class ReferenceGradients:
+    """Jacobians {name: [N, C', numel] float64} as a gradient source (:mod:`linft.ntk._gram`), one unit per name."""
+
+    def __init__(self, names: list[str], jac: dict[str, torch.Tensor]):
+        for name, j in jac.items():
+            if not torch.isfinite(j).all():
+                raise LinftError(f"non-finite gradients for {name}: check the weights and inputs for NaN/inf")
+        self.names, self.jac = names, jac
+
+    def whole(self, u: int) -> torch.Tensor:
+        return self.jac[self.names[u]]
+
+    def blocks(self, u: int, max_examples: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        full = self.jac[self.names[u]]
+        for s in range(0, full.shape[0], max_examples):
+            yield torch.arange(s, min(s + max_examples, full.shape[0])), full[s : s + max_examples]
+
+
+def reference_gradients(model: nn.Module, batch: dict, sel: Selection, output: str) -> ReferenceGradients:
+    """Per-example Jacobians of every selected parameter by ``torch.func.jacrev`` of :func:`linft.functional.call`."""
+    from torch.func import jacrev
 
     device = next(model.parameters()).device
     params = {n: sel.tensors[n].detach() for n in sel.names}
 
     def f(p, inputs):
-        return _rows(functional_call(model, p, args=(), kwargs=inputs, strict=False).logits, output)
+        return _rows(call(model, p, inputs), output)
 
     jac = jacrev(f)
     n = batch["input_ids"].shape[0]
@@ -60,7 +83,13 @@ def reference_jacobians(model: nn.Module, batch: dict, sel: Selection, output: s
             j = jac(params, _example(batch, i, device))
             for name in sel.names:
                 out[name].append(j[name].detach().reshape(j[name].shape[0], -1).to(torch.float64).cpu())
-    return {name: torch.stack(rows) for name, rows in out.items()}
+    names = list(sel.names)
+    return ReferenceGradients(names, {name: torch.stack(rows) for name, rows in out.items()})
+
+
+def reference_bytes_estimate(sel: Selection, n_examples: int, n_out: int) -> int:
+    """What :func:`reference_gradients` keeps: every float64 Jacobian of ``n_examples`` examples."""
+    return n_examples * n_out * sel.n_params * 8
 
 
 def explicit_jacobian(model: nn.Module, batch, params="lora", output: str = "full") -> tuple[torch.Tensor, list[str]]:
@@ -70,9 +99,8 @@ def explicit_jacobian(model: nn.Module, batch, params="lora", output: str = "ful
     returned names, each parameter flattened row-major. The test oracle of :func:`linft.ntk.empirical_ntk`:
     ``J_x @ J_yᵀ`` (per output pair) is the SGD kernel.
     """
-    if output not in ("full", "trace", "logit_diff"):
-        raise LinftError(f"unknown output {output!r}: use 'full', 'trace' or 'logit_diff'")
-    batch = check_batch(batch)
+    check_choice("output", output, OUTPUTS)
+    batch = check_batch(batch, "batch", right_padded=True)
     sel = select(model, params)
     device = next(model.parameters()).device
     tensors = [sel.tensors[n] for n in sel.names]

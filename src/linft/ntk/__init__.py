@@ -1,0 +1,261 @@
+"""Empirical neural tangent kernels (eNTK) of a (LoRA-adapted) classifier.
+
+``empirical_ntk(model, batch)`` returns a :class:`Kernel` with ``values[i, j, c, c'] = ⟨φ(∇θ f_c(x_i)),
+ψ(∇θ f_c'(x_j))⟩`` over a chosen parameter set θ, split per transformer block (``per_layer``). Kernel variants
+(Malladi et al. 2023, "A Kernel-Based View of Language Model Fine-Tuning"): ``sgd`` ⟨∇f(x), ∇f(x')⟩, ``signgd``
+⟨sign ∇f(x), sign ∇f(x')⟩, ``asym_signgd`` ⟨∇f(x), sign ∇f(x')⟩ (their asymmetric SignGD kernel;
+sign(0) = 0).
+Outputs: ``full`` (all C logits), ``trace`` (Σ_c K[:, :, c, c]), ``logit_diff`` (the kernel of f_1 − f_0,
+binary classifiers only, one backward pass instead of C).
+
+Public: :func:`empirical_ntk`, :class:`Kernel`, :class:`FullWeights`, :func:`explicit_jacobian`,
+:func:`plan_memory` / :class:`MemoryPlan`, and the choices :data:`IMPLEMENTATIONS`, :data:`KERNELS`,
+:data:`OUTPUTS`. Private pieces, one job each:
+
+- ``_params``: which parameters (``params=``) → a selection grouped "layer0", …, "other", "head";
+- ``_fast``: implementation "fast", hooks + one batched backward pass per output, Linear layers only;
+- ``_reference``: implementation "reference" (``torch.func.jacrev`` per example) and the
+  :func:`explicit_jacobian` oracle, tested equal to the fast path;
+- ``_gram``: the kernel variants, formed in float64 per parameter unit;
+- ``_plan``: the memory plan (whole or streamed blocks of examples within ``memory_budget_gb``);
+- ``_cache``: the disk cache (key, atomic save, load).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import nn
+
+from linft import LinftError, check_choice
+from linft.batches import check_batch, lengths_of
+from linft.models import group_of
+from linft.ntk import _cache
+from linft.ntk._gram import KERNELS, OUTPUTS, assemble, kernel_shape
+from linft.ntk._params import FullWeights, Selection, check_linear_only, select
+from linft.ntk._plan import MemoryPlan, plan_memory
+from linft.ntk._reference import explicit_jacobian
+
+__all__ = [
+    "Kernel",
+    "FullWeights",
+    "MemoryPlan",
+    "empirical_ntk",
+    "explicit_jacobian",
+    "plan_memory",
+    "IMPLEMENTATIONS",
+    "KERNELS",
+    "OUTPUTS",
+]
+
+IMPLEMENTATIONS = ("fast", "reference")
+_GROUP = re.compile(r"layer\d+|other|head")
+
+
+@dataclass
+class Kernel:
+    """An empirical NTK and how it was computed.
+
+    ``values``: float64, [N, M, C, C] for output "full", [N, M] for "trace" and "logit_diff".
+    ``per_layer``: {"layer0": ..., "other": ..., "head": ...} blocks of the same shape summing to ``values`` (empty
+    when computed with ``per_layer=False``). ``params`` describes the parameter set in words (e.g.
+    "LoRA (no head), 73,728 params"); ``seconds`` is the wall time (0 when loaded from the cache); ``meta`` holds
+    sizes, the memory plan and cache details.
+    """
+
+    values: torch.Tensor
+    per_layer: dict[str, torch.Tensor]
+    output: str
+    kernel: str
+    params: str
+    n_params: int
+    seconds: float
+    implementation: str
+    meta: dict = field(default_factory=dict)
+
+    def matrix(self) -> torch.Tensor:
+        """Square matrix: [N·C, N·C] for "full" (example-major: row i·C + c), else [N, N]. Needs M == N."""
+        n, m = self.values.shape[:2]
+        if n != m:
+            raise LinftError(
+                f"Kernel.matrix() needs a square kernel, this one is {n}×{m}: compute it with batch2=None"
+            )
+        if self.output == "full":
+            c = self.values.shape[2]
+            return self.values.permute(0, 2, 1, 3).reshape(n * c, n * c)
+        return self.values
+
+    def blocks(self, exclude=()) -> torch.Tensor:
+        """The sum of the per-layer blocks not named in ``exclude``, shaped like ``values``.
+
+        E.g. ``K.blocks(exclude=("head",))`` of a ``params="trainable"`` kernel is the LoRA-only kernel
+        [N, M, C, C] (for output "full"; [N, M] otherwise). ``exclude``: group names ("head", "other",
+        "layer<i>"), absent ones allowed. Raises :class:`LinftError` when the kernel has no per-layer blocks
+        (computed with ``per_layer=False``) or when nothing is left.
+        """
+        exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+        bad = [g for g in exclude if not isinstance(g, str) or not _GROUP.fullmatch(g)]
+        if bad:
+            raise LinftError(f"Kernel.blocks(exclude={exclude}): {bad[0]!r} is no group name: use 'head', 'other' "
+                             "or 'layer<i>'")
+        if not self.per_layer:
+            raise LinftError("Kernel.blocks() needs per-layer blocks: compute the kernel with per_layer=True")
+        kept = [block for group, block in self.per_layer.items() if group not in exclude]
+        if not kept:
+            raise LinftError(
+                f"Kernel.blocks(exclude={exclude}) leaves no block: this kernel has {list(self.per_layer)}"
+            )
+        total = kept[0].clone()
+        for block in kept[1:]:
+            total += block
+        return total
+
+
+def empirical_ntk(
+    model: nn.Module,
+    batch,
+    batch2=None,
+    *,
+    params="lora",
+    output: str = "full",
+    kernel: str = "sgd",
+    per_layer: bool = True,
+    implementation: str = "fast",
+    memory_budget_gb: float = 4.0,
+    cache=False,
+    progress: bool = False,
+) -> Kernel:
+    """The empirical NTK between ``batch`` (N examples) and ``batch2`` (M examples; None = the same N).
+
+    ``batch``/``batch2``: dicts with right-padded ``input_ids`` and ``attention_mask`` [N, L] (a tokenizer's
+    output with ``padding=True``); padding never changes the result. ``params``: "lora" (LoRA matrices only, no
+    head; default), "trainable" (every requires_grad parameter, head included), "head", a list of name
+    substrings/regexes of trainable parameters, or :class:`FullWeights` (full weight matrices of chosen Linear
+    modules, trainable or not). ``output``: "full" | "trace" | "logit_diff"; ``kernel``: "sgd" | "signgd" |
+    "asym_signgd" (see the module docstring). ``implementation``: "fast" (Linear-layer parameters only) or
+    "reference". ``memory_budget_gb`` bounds the kernel plus the per-example gradients held at once
+    (:func:`plan_memory`); ``cache``: True (``cache_dir("ntk")``) or a folder to reuse results keyed by model
+    weights, parameter set, both batches, output and kernel. Raises :class:`LinftError` for bad input.
+    """
+    bx, by, c, n_out = _check_inputs(model, batch, batch2, output, kernel, implementation)
+    sel = select(model, params)
+    if implementation == "fast":
+        check_linear_only(model, sel)
+    plan = _memory_plan(sel, bx, by, n_out, output, per_layer, implementation, memory_budget_gb)
+
+    key = path = None
+    if cache is not False and cache is not None:
+        key = _cache.cache_key(model, bx, by, spec=sel.spec, names=sel.names, output=output, kernel=kernel,
+                               per_layer=per_layer)
+        path = _cache.cache_file(cache, key)
+        saved = _cache.load(path, [f.name for f in fields(Kernel)])
+        if saved is not None:
+            meta = {**saved["meta"], "cache": "hit", "cache_file": str(path)}
+            return Kernel(**{**saved, "seconds": 0.0, "meta": meta})
+
+    start = time.perf_counter()
+    n = bx["input_ids"].shape[0]
+    m = by["input_ids"].shape[0] if by is not None else n
+    meta: dict = {"N": n, "M": m, "C": c, "outputs_differentiated": n_out, "max_tokens": int(bx["input_ids"].shape[1]),
+                  "parameter_names": list(sel.names), "groups": list(sel.groups), **plan.meta()}
+    gx, gy, unit_groups = _gradients(model, bx, by, sel, output, n_out, implementation, progress, meta)
+    if not per_layer:
+        unit_groups = ["all"] * len(unit_groups)
+    parts = assemble(unit_groups, gx, gy, n, m, n_out, output, kernel, plan.block_examples, plan.whole)
+    values = _total(parts, kernel_shape(n, m, n_out, output))
+    meta["cache_key"] = key
+    result = Kernel(
+        values=values,
+        per_layer={g: parts[g] for g in sel.groups if g in parts} if per_layer else {},
+        output=output,
+        kernel=kernel,
+        params=sel.description,
+        n_params=sel.n_params,
+        seconds=time.perf_counter() - start,
+        implementation=implementation,
+        meta=meta,
+    )
+    if path is not None:
+        _cache.save(path, {f.name: getattr(result, f.name) for f in fields(Kernel)})
+        result.meta.update(cache="written", cache_file=str(path))
+    return result
+
+
+def _check_inputs(model: nn.Module, batch, batch2, output: str, kernel: str, implementation: str):
+    """Validated batches (plain dicts; ``by`` None without ``batch2``), the outputs C and those differentiated, C'."""
+    check_choice("kernel", kernel, KERNELS)
+    check_choice("output", output, OUTPUTS)
+    check_choice("implementation", implementation, IMPLEMENTATIONS)
+    bx = check_batch(batch, "batch", right_padded=True)
+    by = check_batch(batch2, "batch2", right_padded=True) if batch2 is not None else None
+    c = _num_outputs(model)
+    if output == "logit_diff" and c != 2:
+        raise LinftError(
+            f"output='logit_diff' needs a binary classifier, this one has C={c}: use output='full' or 'trace'"
+        )
+    return bx, by, c, 1 if output == "logit_diff" else c
+
+
+def _total(parts: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    """The kernel: the one block "all" (per_layer=False), else the sum of the per-layer blocks; checked finite."""
+    if set(parts) == {"all"}:
+        values = parts["all"]
+    else:
+        values = torch.zeros(shape, dtype=torch.float64)
+        for block in parts.values():
+            values += block
+    if not torch.isfinite(values).all():
+        raise LinftError("the eNTK has non-finite entries: check the model weights and inputs for NaN/inf")
+    return values
+
+
+def _num_outputs(model: nn.Module) -> int:
+    c = getattr(getattr(model, "config", None), "num_labels", None)
+    if not isinstance(c, int) or c < 1:
+        raise LinftError("cannot tell the number of outputs: the model config has no num_labels")
+    return c
+
+
+def _memory_plan(
+    sel: Selection, bx: dict, by: dict | None, n_out: int, output: str, per_layer: bool, implementation: str,
+    budget_gb: float,
+) -> MemoryPlan:
+    """The memory plan for this selection, these batches and this implementation's gradient store."""
+    n = bx["input_ids"].shape[0]
+    m = by["input_ids"].shape[0] if by is not None else n
+    n_held = n + (m if by is not None else 0)
+    if implementation == "fast":
+        from linft.ntk._fast import store_bytes_estimate
+
+        tokens = int(lengths_of(bx).sum()) + (int(lengths_of(by).sum()) if by is not None else 0)
+        held = store_bytes_estimate(sel, tokens, n_held, n_out, sel.itemsize)
+        unit_bytes = n_held * n_out * sel.max_unit_numel * sel.itemsize  # one unit's gradients, every example
+    else:
+        from linft.ntk._reference import reference_bytes_estimate
+
+        held = reference_bytes_estimate(sel, n_held, n_out)
+        unit_bytes = 0  # the reference already holds every Jacobian
+    return plan_memory(n=n, m=m, n_out=n_out, output=output, n_groups=len(sel.groups), per_layer=per_layer,
+                       max_unit_numel=sel.max_unit_numel, held_bytes=held, unit_bytes=unit_bytes, budget_gb=budget_gb)
+
+
+def _gradients(model, bx, by, sel: Selection, output, n_out, implementation, progress, meta):
+    """Gradient sources of both batches (the same object when ``by`` is None) and each unit's group."""
+    if implementation == "fast":
+        from linft.ntk._fast import fast_gradients
+
+        gx = fast_gradients(model, bx, sel, output, n_out, progress)
+        gy = fast_gradients(model, by, sel, output, n_out, progress) if by is not None else gx
+        two = by is not None
+        meta.update(passes=gx.passes + (gy.passes if two else 0),
+                    tokens_processed=gx.tokens + (gy.tokens if two else 0),
+                    gradient_store_bytes=gx.unit_bytes() + (gy.unit_bytes() if two else 0))
+        return gx, gy, [u.group for u in sel.units]
+    from linft.ntk._reference import reference_gradients
+
+    gx = reference_gradients(model, bx, sel, output)
+    gy = reference_gradients(model, by, sel, output) if by is not None else gx
+    return gx, gy, [group_of(name) for name in sel.names]
