@@ -41,12 +41,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import psutil  # noqa: E402
-import torch  # noqa: E402
+import psutil
+import torch
 
-from linft import models  # noqa: E402
-from linft.device import pin_threads  # noqa: E402
-from linft.ntk import FullWeights, empirical_ntk  # noqa: E402
+from linft import models
+from linft.device import pin_threads
+from linft.ntk import FullWeights, empirical_ntk
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_TOKENS = 64
@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     texts = mr_texts(max(sizes))
     full = tokenizer(texts, padding="max_length", truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
     lengths = full["attention_mask"].sum(1).float()
-    out(f"# eNTK speed: MiniLM, LoRA r=8 on query/value ({sum(dict(model.named_parameters())[n].numel() for n in names):,}"
+    n_params = sum(dict(model.named_parameters())[n].numel() for n in names)
+    out(f"# eNTK speed: MiniLM, LoRA r=8 on query/value ({n_params:,}"
         f" params, head excluded), C=2, output=full, sgd; torch {torch.__version__}, threads={threads}, "
         f"cpus={os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
         f"load avg {os.getloadavg()[0]:.1f} (other processes share these cores: timings are noisy)")
@@ -211,17 +212,18 @@ def main(argv=None) -> int:
                 trials[chunk] = (m.seconds, m.mb)
             best_chunk = min(trials, key=lambda c: trials[c][0])
             out(f"vmap chunk-size trials on {probe['input_ids'].shape[0]} examples: "
-                + ", ".join(f"{c}: {t:.2f} s (+{mb:.0f} MB)" for c, (t, mb) in trials.items()) + f" -> best {best_chunk}")
+                + ", ".join(f"{c}: {t:.2f} s (+{mb:.0f} MB)" for c, (t, mb) in trials.items())
+                + f" -> best {best_chunk}")
         small = {k: v[:4] for k, v in batch.items()}  # warm-up: first-call costs stay out of the timings
         empirical_ntk(model, small)
         run_loop(model, small, names)
         run_limit(model, small)
         methods = {
-            "fast": lambda: empirical_ntk(model, batch, output="full", kernel="sgd"),
-            "vmap_jacrev": lambda: run_vmap(model, batch, names, best_chunk),
-            "loop": lambda: run_loop(model, batch, names),
-            "limit": lambda: run_limit(model, batch),
-            "fullweight_query": lambda: empirical_ntk(model, batch, params=FullWeights(targets=("query",))),
+            "fast": lambda b=batch: empirical_ntk(model, b, output="full", kernel="sgd"),
+            "vmap_jacrev": lambda b=batch, c=best_chunk: run_vmap(model, b, names, c),
+            "loop": lambda b=batch: run_loop(model, b, names),
+            "limit": lambda b=batch: run_limit(model, b),
+            "fullweight_query": lambda b=batch: empirical_ntk(model, b, params=FullWeights(targets=("query",))),
         }
         timings = {name: [] for name in methods}
         values = {}

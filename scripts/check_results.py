@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_chapters import ROOT, chapters_in_toc  # noqa: E402
+from run_chapters import ROOT, chapters_in_toc
 
 
 def main(argv=None) -> int:

@@ -105,7 +105,10 @@ def main(argv=None) -> int:
     (results_dir / f"timings-{args.scale}.json").write_text(json.dumps(timings, indent=2) + "\n")
     print("chapter timings (s): " + ", ".join(f"{k}={v}" for k, v in timings.items()))
     if failures:
-        print(f"error: chapter(s) failed: {failures}; see book/chapters/<name>.ipynb for the traceback", file=sys.stderr)
+        print(
+            f"error: chapter(s) failed: {failures}; see book/chapters/<name>.ipynb for the traceback",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

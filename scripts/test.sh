@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+.venv/bin/ruff check .
 .venv/bin/python -m pytest
 .venv/bin/python scripts/run_chapters.py --scale smoke
 .venv/bin/jupyter-book build . -W -n --keep-going

@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from linft import require_columns
+
 
 def length_distributions(lengths: pd.DataFrame, max_length: int | None = None, unit: str = "tokens"):
     """Box plot of example lengths per task (log x axis).
@@ -13,6 +15,7 @@ def length_distributions(lengths: pd.DataFrame, max_length: int | None = None, u
     ``lengths``: tidy frame with columns ``task`` and ``length`` (one row per example). A dashed line marks the
     truncation length ``max_length`` when given.
     """
+    require_columns(lengths, ["task", "length"], "length_distributions")
     order = lengths.groupby("task")["length"].median().sort_values().index
     fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(order) + 1.4))
     sns.boxplot(data=lengths, x="length", y="task", hue="task", order=order, ax=ax, fliersize=1.5,
@@ -33,6 +36,7 @@ def sanity_curves(log: pd.DataFrame, majority: float, loss_col: str = "task_loss
 
     ``log``: one row per logged step with columns ``step``, ``loss_col`` and (where evaluated) ``acc_col``.
     """
+    require_columns(log, ["step", loss_col, acc_col], "sanity_curves")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9.0, 3.4))
     ax_loss.plot(log["step"], log[loss_col], marker=".", lw=1)
     ax_loss.set_xlabel("step")

@@ -7,7 +7,6 @@ Each function takes tidy DataFrames and returns the ``Figure``; it never saves o
 
 from __future__ import annotations
 
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -249,7 +248,7 @@ def tradeoff(table: pd.DataFrame, x: str = "rel_gap_eval", y: str = "eval_acc"):
         ax.set_title(task)
         ax.set_xlabel("relative gap ‖f − f_lin‖/‖f‖ (eval)")
     axes[0, 0].set_ylabel("eval accuracy")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=_lam_label(l)) for l, c in colors.items()]
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=_lam_label(lam)) for lam, c in colors.items()]
     handles += [plt.Line2D([], [], marker="o", ls="", color="0.5", label="plain"),
                 plt.Line2D([], [], marker="s", ls="", color="0.5", markeredgecolor="black", label="selective")]
     axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
