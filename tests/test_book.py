@@ -41,3 +41,19 @@ def test_chapter_is_a_parameterized_notebook(name):
 def test_parameter_values_parse_as_json_when_they_can():
     assert parse_value("3") == 3 and parse_value("[1, 2]") == [1, 2] and parse_value("true") is True
     assert parse_value("smollm2") == "smollm2"
+
+
+MAX_CELL_LINES = 17  # "about 15": an imports-and-settings cell may run a line or two longer
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_cells_are_prose_plus_calls(name):
+    """Chapters define nothing: no def, no lambda, no long code cell (protocols live in linft.experiments)."""
+    notebook = jupytext.read(ROOT / "notebooks" / f"{name}.md")
+    for cell in (c for c in notebook.cells if c.cell_type == "code"):
+        source = cell.source
+        assert not re.search(r"^\s*(def|class|lambda)\b|\blambda\b", source, re.M), (
+            f"{name}: a code cell defines a function or lambda; move it into linft:\n{source[:200]}"
+        )
+        lines = [line for line in source.splitlines() if line.strip()]
+        assert len(lines) <= MAX_CELL_LINES, f"{name}: a code cell has {len(lines)} lines:\n{source[:200]}"

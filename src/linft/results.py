@@ -64,6 +64,15 @@ def write_results(chapter: str, scale: str, numbers: dict[str, Any], directory: 
     return path
 
 
+def glue_all(mapping: dict[str, Any]) -> None:
+    """Glue every ``name: value`` of ``mapping`` into the executed notebook for ``{glue:text}`name``` references
+    (``myst_nb.glue`` with ``display=False``), so a chapter's prose quotes only numbers the run computed."""
+    from myst_nb import glue
+
+    for name, value in mapping.items():
+        glue(str(name), value, display=False)
+
+
 def read_results(chapter: str, scale: str, directory: Path | None = None) -> dict[str, Any]:
     """Read back what :func:`write_results` wrote (the ``numbers`` block)."""
     directory = Path(directory) if directory is not None else results_dir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from linft import LinftError
+from linft import LinftError, check_choice
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Scale:
         lambdas: anchored-regularization strengths swept.
         seeds: random seeds repeated where a chapter reports spread.
         lora_rank: LoRA rank r.
-        lora_targets: LoRA target module names.
+        lora_targets: LoRA targets: architecture-aware aliases (``q``, ``k``, ``v``, ``o``, ``ffn_in``, ``ffn_out``),
+            a named set (``qv``, ``qkv``, ``attn``, ``all``) or module names (see :func:`linft.models.add_lora`).
     """
 
     name: str
@@ -46,7 +47,7 @@ class Scale:
     lambdas: tuple[float, ...] = (0.0, 0.5, 5.0, 50.0)
     seeds: tuple[int, ...] = (0,)
     lora_rank: int = 8
-    lora_targets: tuple[str, ...] = ("query", "value")
+    lora_targets: tuple[str, ...] = ("q", "v")
     extra: dict = field(default_factory=dict)
 
 
@@ -75,17 +76,31 @@ PROFILES: dict[str, Scale] = {
         lr=5e-4,
         lambdas=(0.0, 0.5, 5.0, 50.0),
         seeds=(0, 1, 2),
-        lora_targets=("query", "key", "value"),
+        lora_targets=("q", "k", "v"),
     ),
 }
 
 
-def get_scale(name: str, **overrides) -> Scale:
-    """The profile called ``name`` with optional field overrides (e.g. ``model="mpnet"``)."""
-    if name not in PROFILES:
-        raise LinftError(f"unknown scale {name!r}: use one of {sorted(PROFILES)}")
+#: Per-section sizes within a profile: {section: {profile: field overrides}}. ``training``: chapters 1 and 2
+#: train every λ several times (real and linearized model, plain and selective anchor), so at the default scale
+#: they use fewer, shorter examples than the profile (64 examples of 32 tokens) and a higher learning rate (3e-3,
+#: with which 30 AdamW steps fit those 64 examples), to fit their share of the book's time budget on 2 CPU cores.
+SECTIONS: dict[str, dict[str, dict]] = {
+    "training": {"default": {"n_train": 64, "n_eval": 64, "max_length": 32, "train_steps": 30, "lr": 3e-3}},
+}
+
+
+def get_scale(name: str, section: str | None = None, **overrides) -> Scale:
+    """The profile called ``name``, with the sizes of ``section`` (a key of :data:`SECTIONS`) when given, then
+    optional field overrides (e.g. ``model="mpnet"``)."""
+    check_choice("scale", name, sorted(PROFILES))
     scale = PROFILES[name]
+    if section is not None:
+        check_choice("section", section, sorted(SECTIONS))
+        overrides = {**SECTIONS[section].get(name, {}), **overrides}
     unknown = set(overrides) - set(Scale.__dataclass_fields__)
     if unknown:
-        raise LinftError(f"unknown scale field(s) {sorted(unknown)}: valid fields are {sorted(Scale.__dataclass_fields__)}")
+        raise LinftError(
+            f"unknown scale field(s) {sorted(unknown)}: valid fields are {sorted(Scale.__dataclass_fields__)}"
+        )
     return replace(scale, **overrides) if overrides else scale

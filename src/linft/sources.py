@@ -35,7 +35,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from linft import LinftError
+from linft import LinftError, check_choice
 from linft.paths import cache_dir
 
 #: The manifest shipped with the repository; ``$LINFT_MANIFEST`` overrides it.
@@ -72,9 +72,7 @@ def source_ids(task: str | None = None) -> list[str]:
 def source_info(source_id: str) -> dict:
     """The manifest entry of one source, with its package entry under ``"pkg"``."""
     manifest = load_manifest()
-    if source_id not in manifest["sources"]:
-        known = ", ".join(manifest["sources"])
-        raise LinftError(f"unknown source {source_id!r}: known sources are {known}")
+    check_choice("source", source_id, list(manifest["sources"]))
     entry = dict(manifest["sources"][source_id])
     entry["pkg"] = manifest["packages"][entry["package"]]
     return entry
