@@ -512,3 +512,8 @@ def test_lora_init_global_is_peft_under_one_seed_and_bad_value_raises():
     assert not all(torch.equal(a[n], c[n]) for n in a)
     with pytest.raises(LinftError, match="lora_init"):
         models.add_lora(models.load("minilm", 2).model, "qv", lora_init="random")
+
+
+def test_add_lora_returns_a_model_in_eval_mode():
+    model = models.add_lora(models.load("minilm", 2).model, "qv")
+    assert not any(module.training for module in model.modules())

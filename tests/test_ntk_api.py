@@ -371,3 +371,15 @@ def test_decoder_smollm2_fast_equals_reference():
     ref = empirical_ntk(model, batch, params="trainable", implementation="reference")
     assert list(fast.per_layer) == ["layer20", "layer29", "head"]
     assert rel(fast.values, ref.values) < 2e-5
+
+
+def test_empirical_ntk_leaves_every_module_in_its_own_mode(tiny_lora):
+    """A peft wrapper starts in training mode around modules in eval mode; the kernel must not switch dropout on."""
+    model, batch = tiny_lora(["a fine film", "dull"], [1, 0])
+    model.train()
+    for name, module in model.named_modules():
+        module.training = "dropout" not in name  # a mix of flags
+    flags = {name: module.training for name, module in model.named_modules()}
+    empirical_ntk(model, batch, params="lora")
+    empirical_ntk(model, batch, params="lora", implementation="reference")
+    assert {name: module.training for name, module in model.named_modules()} == flags

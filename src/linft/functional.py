@@ -6,7 +6,8 @@ evaluate ``f(θ)`` with θ replaced by a dict of tensors; they all go through :f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from torch.func import functional_call
 
 from linft import LinftError
 
-__all__ = ["call", "logits_of"]
+__all__ = ["call", "eval_mode", "logits_of"]
 
 
 def logits_of(output) -> torch.Tensor:
@@ -40,3 +41,19 @@ def call(model: nn.Module, params: Mapping[str, torch.Tensor], *args, **kwargs) 
         kwargs = {k: v for k, v in args[0].items() if k != "labels"}
         args = ()
     return logits_of(functional_call(model, dict(params), args, kwargs, strict=False))
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode (dropout off) inside the block; restore each module's own flag after.
+
+    Restoring module by module matters: a peft wrapper is created in training mode around a model in eval mode, and
+    ``model.train(model.training)`` would switch dropout on in every layer.
+    """
+    saved = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in saved:
+            module.training = flag

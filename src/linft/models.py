@@ -682,7 +682,7 @@ def add_lora(
         for name, param in peft_model.named_parameters():
             if "lora_" not in name:
                 param.requires_grad_(False)
-    return peft_model
+    return peft_model.eval()  # like load(): dropout off (a new peft wrapper starts in training mode)
 
 
 def is_head_param(name: str) -> bool:

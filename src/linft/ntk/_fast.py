@@ -31,6 +31,7 @@ from torch import nn
 
 from linft import LinftError
 from linft.batches import lengths_of
+from linft.functional import eval_mode
 from linft.ntk._params import Selection, Unit
 
 #: most tokens (examples × padded length) in one forward/backward pass; bounds activation memory
@@ -174,7 +175,6 @@ def _grads_from_factors(unit: Unit, h: torch.Tensor, delta: torch.Tensor, n_out:
 @contextmanager
 def _only_units_require_grad(model: nn.Module, units: list[Unit]):
     saved = {p: p.requires_grad for p in model.parameters()}
-    was_training = model.training
     try:
         for p in saved:
             p.requires_grad_(False)
@@ -183,12 +183,11 @@ def _only_units_require_grad(model: nn.Module, units: list[Unit]):
                 unit.module.weight.requires_grad_(True)
             if unit.bias:
                 unit.module.bias.requires_grad_(True)
-        model.eval()
-        yield
+        with eval_mode(model):
+            yield
     finally:
         for p, flag in saved.items():
             p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def output_scalars(logits: torch.Tensor, output: str) -> list[torch.Tensor]:

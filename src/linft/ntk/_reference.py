@@ -12,26 +12,15 @@ transformers 5 never arises):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from linft import LinftError, check_choice
 from linft.batches import check_batch, lengths_of
-from linft.functional import call
+from linft.functional import call, eval_mode
 from linft.ntk._gram import OUTPUTS
 from linft.ntk._params import Selection, select
-
-
-@contextmanager
-def _eval(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _example(batch: dict, i: int, device) -> dict:
@@ -78,7 +67,7 @@ def reference_gradients(model: nn.Module, batch: dict, sel: Selection, output: s
     jac = jacrev(f)
     n = batch["input_ids"].shape[0]
     out: dict[str, list[torch.Tensor]] = {name: [] for name in sel.names}
-    with _eval(model):
+    with eval_mode(model):
         for i in range(n):
             j = jac(params, _example(batch, i, device))
             for name in sel.names:
@@ -109,7 +98,7 @@ def explicit_jacobian(model: nn.Module, batch, params="lora", output: str = "ful
     try:
         for t in tensors:
             t.requires_grad_(True)
-        with _eval(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             for i in range(batch["input_ids"].shape[0]):
                 logits = model(**_example(batch, i, device)).logits
                 if output == "logit_diff" and logits.shape[1] != 2:
