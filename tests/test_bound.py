@@ -287,7 +287,7 @@ def test_bound_table_on_a_minilm_lora_gradient_descent_run(one_thread, tiny_lora
                              max_length=12)
     lam = 5.0
     run = fine_tune(copy.deepcopy(model), batch, None, loss="mse", optimizer="gd", lr=0.02, steps=3, lam=lam,
-                    gap_n=4, progress=False)
+                    anchor="all", gap_n=4, progress=False)
     assert bound.descent_violations(run.log["loss"]) == 0
     f, theta0 = bound.functional(copy.deepcopy(model), batch)
     with torch.no_grad():

@@ -10,7 +10,7 @@ from torch import nn
 
 from linft import LinftError
 from linft.linearize import LinearizedModel
-from linft.regularize import AnchoredStep, anchored_penalty, check_lam, drift, param_groups, snapshot
+from linft.regularize import AnchoredStep, anchored_names, anchored_penalty, check_lam, drift, param_groups, snapshot
 
 
 class Block(nn.Module):
@@ -203,3 +203,34 @@ def test_check_lam():
     for bad in (-0.5, float("inf"), float("nan"), "strong", None):
         with pytest.raises(LinftError, match="λ"):
             check_lam(bad)
+
+
+def test_anchored_names_and_a_partial_anchor():
+    model = make()
+    names = list(snapshot(model))
+    assert anchored_names(model, "all") == names == anchored_names(names, "all")
+    lora = ["encoder.layer.0.q.lora_A.default.weight", "encoder.layer.0.q.lora_B.default.weight", "classifier.bias"]
+    assert anchored_names(lora, "lora") == lora[:2]
+    with pytest.raises(LinftError, match="pass anchor='all'") as info:
+        anchored_names(model)  # default "lora": the toy has no LoRA tensors
+    assert "\n" not in str(info.value)
+    with pytest.raises(LinftError, match="unknown anchor"):
+        anchored_names(model, "head")
+    # AnchoredStep over a subset: only those tensors are pulled, counted and measured
+    anchor = snapshot(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    part = ["encoder.layer.1.dense.weight", "classifier.bias"]
+    step = AnchoredStep(model, anchor, lam=2.0, lr=0.1, names=part)
+    assert step.penalty() == pytest.approx(0.5 * 2.0 * (16 + 3), rel=1e-6)
+    assert step.distance() == pytest.approx(19**0.5, rel=1e-6)
+    assert list(step.step()) == part
+    for n, p in model.named_parameters():
+        expected = before[n] - 0.2 * (before[n] - anchor[n]) if n in part else before[n]
+        torch.testing.assert_close(p, expected)
+    layer = AnchoredStep(model, anchor, lam=1.0, granularity="layer", names=part)
+    assert layer.units == {"layer1": [part[0]], "head": [part[1]]}
+    with pytest.raises(LinftError, match="no trainable tensor"):
+        AnchoredStep(model, anchor, lam=1.0, names=["encoder.layer.0.dense.bias"])  # frozen

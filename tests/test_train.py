@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from linft import LinftError
 from linft.linearize import LinearizedModel, linearization_gap
+from linft.models import is_head_param
 from linft.regularize import drift
 from linft.train import (
     Evaluator,
@@ -19,6 +21,8 @@ from linft.train import (
     TrainResult,
     fine_tune,
     gap_reference,
+    gd_step_size,
+    linear_probe,
     task_loss,
 )
 
@@ -328,3 +332,183 @@ def test_evaluator_on_a_linearized_model_uses_its_real_network(setup):
         Evaluator(lin, batch, loss="hinge")
     with pytest.raises(LinftError, match="head has 2 outputs"):
         Evaluator(lin, {**batch, "labels": torch.full_like(batch["labels"], 2)})
+
+
+# ---------------------------------------------------------------------------------------------- anchor, objective
+
+
+def _manual_gd(model, batch, lam, lr, steps, names):
+    """Full-batch GD on R + (λ/2)‖θ_A − θ_A0‖² over the tensors ``names``, by hand."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    theta0 = {n: params[n].detach().clone() for n in names}
+    model.eval()
+    for _ in range(steps):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        r = task_loss(logits, batch["labels"], "mse")
+        grads = torch.autograd.grad(r, list(params.values()))
+        with torch.no_grad():
+            for (n, p), g in zip(params.items(), grads):
+                p.sub_(lr * (g + lam * (p - theta0[n]) if n in theta0 else g))
+    return model
+
+
+def test_anchor_lora_pulls_lora_only_and_the_head_trains_freely(setup):
+    model, batch = setup
+    lam, lr = 3.0, 0.05
+    kw = dict(loss="mse", optimizer="gd", lr=lr, steps=2, lam=lam, progress=False, track_gap=False)
+    res = fine_tune(copy.deepcopy(model), batch, None, **kw)  # anchor="lora" is the default
+    assert res.config.anchor == "lora"
+    lora = [n for n in res.anchor if "lora_" in n]
+    head = [n for n in res.anchor if n not in lora]
+    assert lora and head and all(is_head_param(n) for n in head)
+    expected = _manual_gd(copy.deepcopy(model), batch, lam, lr, 2, lora)
+    trained = dict(res.model.named_parameters())
+    for n, p in expected.named_parameters():
+        torch.testing.assert_close(trained[n], p, rtol=1e-5, atol=1e-7)
+    last = res.log.iloc[-1]
+    by_hand = sum(((trained[n].detach() - res.anchor[n]).double() ** 2).sum().item() for n in lora) ** 0.5
+    assert last["drift_anchored"] == pytest.approx(by_hand, rel=1e-9) and by_hand > 0
+    assert last["penalty"] == pytest.approx(0.5 * lam * by_hand**2, rel=1e-9)
+    assert last["drift_total"] ** 2 == pytest.approx(by_hand**2 + last["drift_head"] ** 2, rel=1e-9)
+    # anchor="all" pulls the head too: the previous behaviour
+    every = fine_tune(copy.deepcopy(model), batch, None, anchor="all", **kw)
+    expected = _manual_gd(copy.deepcopy(model), batch, lam, lr, 2, list(res.anchor))
+    trained = dict(every.model.named_parameters())
+    for n, p in expected.named_parameters():
+        torch.testing.assert_close(trained[n], p, rtol=1e-5, atol=1e-7)
+    assert (every.log["drift_anchored"] == every.log["drift_total"]).all()
+    assert every.final["penalty"] == pytest.approx(0.5 * lam * every.final["drift_total"] ** 2, rel=1e-9)
+
+
+class _NoLora(torch.nn.Module):
+    """A toy classifier with no LoRA tensors (embedding + head), taking a token batch."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(32000, 4)
+        self.classifier = torch.nn.Linear(4, 2)
+
+    def forward(self, input_ids, attention_mask, **_):
+        h = (self.embed(input_ids) * attention_mask[..., None]).sum(1) / attention_mask.sum(1, keepdim=True)
+        return self.classifier(h)
+
+
+def test_anchor_lora_on_a_model_without_lora_says_to_pass_all(setup):
+    _, batch = setup
+    for model in (_NoLora(), LinearizedModel(_NoLora())):
+        with pytest.raises(LinftError, match="pass anchor='all'") as info:
+            fine_tune(model, batch, lr=1e-2, steps=1, lam=1.0, progress=False, track_gap=False)
+        assert "\n" not in str(info.value)
+    res = fine_tune(_NoLora(), batch, lr=1e-2, steps=1, lam=1.0, anchor="all", progress=False, track_gap=False)
+    assert res.final["drift_anchored"] == res.final["drift_total"] > 0
+    with pytest.raises(LinftError, match="unknown anchor 'head'"):
+        TrainConfig(lr=1e-2, steps=1, anchor="head")
+
+
+def test_full_batch_objective_every_step(setup):
+    model, batch = setup
+    res = fine_tune(copy.deepcopy(model), batch, None, loss="mse", optimizer="gd", lr=0.05, steps=4, lam=2.0,
+                    log_every=3, progress=False, track_gap=False)
+    assert isinstance(res.objective, np.ndarray) and res.objective.dtype == np.float64
+    assert res.objective.shape == (5,) and list(res.log["step"]) == [0, 3, 4]
+    np.testing.assert_allclose(res.objective[res.log["step"]], res.log["loss"], rtol=1e-6)
+    assert res.log["penalty"].iloc[-1] > 0
+    minibatch = fine_tune(copy.deepcopy(model), batch, None, lr=1e-2, steps=1, batch_size=3, progress=False,
+                          track_gap=False)
+    assert minibatch.objective is None
+
+
+# ---------------------------------------------------------------------------------------------- new gap columns
+
+
+def test_rel_change_gap_and_gap_per_drift2_by_hand(setup):
+    model, batch = setup
+    start = copy.deepcopy(model).eval()
+    ref = LinearizedModel(copy.deepcopy(model))
+    res = fine_tune(copy.deepcopy(model), batch, batch, lr=1e-2, steps=2, lin_reference=ref, gap_n=3,
+                    progress=False)
+    first = res.log.iloc[0]
+    assert math.isnan(first["rel_change_gap_train"]) and math.isnan(first["gap_per_drift2_eval"])
+    three = {k: v[:3] for k, v in batch.items()}
+    inputs = {k: three[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        f = res.model.eval()(**inputs).logits.double()
+        f0 = start(**inputs).logits.double()
+        f_lin = ref(three, params=res.model).double()
+    gap = torch.linalg.vector_norm(f - f_lin).item()
+    last = res.log.iloc[-1]
+    for split in ("train", "eval"):  # eval batch = train batch here
+        assert last[f"gap_{split}"] == pytest.approx(gap, rel=1e-4)
+        assert last[f"rel_change_gap_{split}"] == pytest.approx(gap / torch.linalg.vector_norm(f - f0).item(),
+                                                                rel=1e-4)
+        assert last[f"gap_per_drift2_{split}"] == pytest.approx(last[f"gap_{split}"] / last["drift_total"] ** 2,
+                                                                rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- gd_step_size
+
+
+def test_gd_step_size_is_the_gauss_newton_top_eigenvalue_and_descends(setup):
+    from linft.ntk import explicit_jacobian
+
+    model, batch = setup
+    four = {k: v[2:6] for k, v in batch.items()}  # two of each class
+    step = gd_step_size(model, four, lam=1.0)
+    J, _ = explicit_jacobian(model, four, params="trainable", output="full")  # [N, C, P], float64
+    J = J.reshape(-1, J.shape[-1])
+    top = torch.linalg.svdvals(J)[0].item() ** 2 / 4  # the top eigenvalue of JᵀJ/N, σmax(J)²/N (P×P is too big)
+    assert step["beta"] == pytest.approx(top, rel=1e-5) and step["N"] == 4 and step["c"] == 1.0
+    assert step["mu_max"] == pytest.approx(4 * step["beta"], rel=1e-12)
+    assert step["lr"] == pytest.approx(1 / (step["beta"] + 1.0), rel=1e-12)
+    assert gd_step_size(model, four, lam=0.0, c=0.5)["lr"] == pytest.approx(0.5 / step["beta"], rel=1e-9)
+    diff = explicit_jacobian(model, four, params="trainable", output="logit_diff")[0].reshape(4, -1)
+    beta_diff = gd_step_size(model, four, 0.0, mse_target="logit_diff")["beta"]
+    assert beta_diff == pytest.approx(torch.linalg.svdvals(diff)[0].item() ** 2 / 4, rel=1e-5)
+    for bad in (0, 2, -1, float("nan"), True):
+        with pytest.raises(LinftError, match=r"c must be a number in \(0, 2\)"):
+            gd_step_size(model, four, 1.0, c=bad)
+    with pytest.raises(LinftError, match="loss='mse'"):
+        gd_step_size(model, four, 1.0, loss="ce")
+    # full-batch MSE + GD at that step: the anchored objective never increases, on every step
+    res = fine_tune(copy.deepcopy(model), four, None, loss="mse", optimizer="gd", lr=step["lr"], lam=1.0, steps=4,
+                    log_every=4, progress=False, track_gap=False)
+    assert len(res.objective) == 5 and res.objective[-1] < res.objective[0]
+    assert (np.diff(res.objective) <= 1e-6 * np.abs(res.objective[:-1])).all()
+
+
+def test_gd_step_size_of_a_linearized_model_is_measured_at_its_theta0(setup):
+    model, batch = setup
+    four = {k: v[2:6] for k, v in batch.items()}
+    lin = LinearizedModel(copy.deepcopy(model))
+    _perturb([p for p in lin.model.parameters() if p.requires_grad], seed=3)  # the wrapped network moves on
+    moved = {n: p.detach().clone() for n, p in lin.model.named_parameters()}
+    assert gd_step_size(lin, four, 0.5)["beta"] == pytest.approx(gd_step_size(model, four, 0.5)["beta"], rel=1e-9)
+    for n, p in lin.model.named_parameters():  # and is left as it was
+        assert torch.equal(p, moved[n]), n
+
+
+# ---------------------------------------------------------------------------------------------- linear_probe
+
+
+def test_linear_probe_trains_the_head_only_and_restores_the_flags(setup):
+    model, batch = setup
+    probe = copy.deepcopy(model)
+    flags = {n: p.requires_grad for n, p in probe.named_parameters()}
+    assert any(flags[n] for n in flags if "lora_" in n)
+    before = {n: p.detach().clone() for n, p in probe.named_parameters()}
+    res = linear_probe(probe, batch, lr=5e-2, steps=4)
+    assert res.model is probe and res.config.optimizer == "adamw" and res.config.lam == 0.0
+    assert res.log["task_loss"].iloc[-1] < res.log["task_loss"].iloc[0]
+    assert "gap_train" not in res.log.columns and len(res.objective) == 5
+    changed = {n for n, p in probe.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {n for n in before if is_head_param(n) and flags[n]}
+    assert {n: p.requires_grad for n, p in probe.named_parameters()} == flags
+    mse = linear_probe(copy.deepcopy(model), batch, loss="mse", lr=0.1, steps=2)
+    assert mse.config.optimizer == "gd" and mse.objective[-1] < mse.objective[0]
+    # the flags come back when the run fails too
+    with pytest.raises(LinftError, match="head has 2 outputs"):
+        linear_probe(probe, {**batch, "labels": torch.full_like(batch["labels"], 2)}, lr=1e-2, steps=1)
+    assert {n: p.requires_grad for n, p in probe.named_parameters()} == flags
+    with pytest.raises(LinftError, match="LinearizedModel"):
+        linear_probe(LinearizedModel(copy.deepcopy(model)), batch, lr=1e-2, steps=1)

@@ -4,8 +4,11 @@ The anchored objective is
 
     R(θ) + (λ/2) ‖θ − θ0‖²,
 
-where R is the task loss and θ are the trainable parameters (LoRA matrices and head), θ0 their values at the
-start. The penalty can act in two ways:
+where R is the task loss and θ are the anchored parameters, θ0 their values at the start. Which trained tensors
+are anchored is a choice (:func:`anchored_names`): ``"all"`` of them, or only the ``"lora"`` matrices, leaving the
+classifier head free (f is linear in the head, so pulling a freshly initialised random head toward its random start
+buys no linearity and keeps the classifier near random). :class:`AnchoredStep` takes the anchored names
+(``names=``). The penalty can act in two ways:
 
 - ``"loss"``: its gradient λ(θ − θ0) is added to the task gradient before the optimizer step (L2 toward θ0; with
   AdamW it is then rescaled by Adam's preconditioner like any gradient). :func:`anchored_penalty` is the loss
@@ -38,9 +41,21 @@ from torch import nn
 from linft import LinftError, check_choice
 from linft.linearize import trainable_parameters
 
-__all__ = ["snapshot", "anchored_penalty", "AnchoredStep", "drift", "param_groups", "check_lam", "GRANULARITIES"]
+__all__ = [
+    "snapshot",
+    "anchored_penalty",
+    "anchored_names",
+    "AnchoredStep",
+    "drift",
+    "param_groups",
+    "check_lam",
+    "GRANULARITIES",
+    "ANCHORS",
+]
 
 GRANULARITIES = ("tensor", "layer", "global")
+#: which trained tensors the anchored pull applies to (:func:`anchored_names`)
+ANCHORS = ("lora", "all")
 
 
 def check_lam(lam) -> float:
@@ -100,6 +115,34 @@ def anchored_penalty(params, anchor: Mapping[str, torch.Tensor], lam: float) -> 
     return 0.5 * lam * total
 
 
+def anchored_names(params, anchor: str = "lora") -> list[str]:
+    """The names of the trained tensors the anchored pull applies to, in order.
+
+    Args:
+        params: a model (its trainable tensors, or a LinearizedModel's θ), a name → tensor mapping, or names.
+        anchor: ``"lora"`` (the LoRA matrices only: names containing ``"lora_"``; the head and any other trained
+            tensor are left free) or ``"all"`` (every trained tensor).
+
+    Raises :class:`linft.LinftError` for an unknown ``anchor``, and for ``"lora"`` when no trained tensor is a
+    LoRA matrix (a toy model, or a model trained without LoRA): pass ``anchor="all"`` there.
+    """
+    check_choice("anchor", anchor, ANCHORS)
+    if isinstance(params, (nn.Module, Mapping)):
+        names = list(_as_params(params))
+    else:
+        names = [str(n) for n in params]
+    if anchor == "all":
+        return names
+    chosen = [n for n in names if "lora_" in n]
+    if not chosen:
+        example = f" such as {names[0]!r}" if names else ""
+        raise LinftError(
+            f"anchor='lora' pulls the LoRA matrices (names with 'lora_'), but none of the {len(names)} trained "
+            f"tensors{example} is one: pass anchor='all'"
+        )
+    return chosen
+
+
 def param_groups(model: nn.Module) -> OrderedDict[str, list[str]]:
     """Trained tensor names grouped as ``{"layer0": [...], ..., "head": [...]}`` (:func:`linft.models.group_names`).
 
@@ -126,11 +169,13 @@ def drift(model: nn.Module, anchor: Mapping[str, torch.Tensor]) -> OrderedDict[s
 
 
 class AnchoredStep:
-    """Pull the trainable tensors toward θ0, plainly or selectively.
+    """Pull the anchored tensors toward θ0, plainly or selectively.
 
     Args:
         model: the model being trained (its trainable tensors, or a LinearizedModel's θ).
         anchor: θ0 by name (``snapshot(model)`` before training, or ``lin.theta0``).
+        names: the anchored tensors (e.g. :func:`anchored_names`); None: every trainable tensor. Tensors left out
+            are never pulled and count in no unit, :meth:`penalty` or :meth:`distance`.
         lam: λ ≥ 0. With λ = 0 both methods do nothing at all, so training is bit-for-bit plain training.
         lr: learning rate of the decoupled step (used by :meth:`step` only).
         selective: pull only the units with ∇R·(θ − θ0) ≥ 0, where ∇R is the task-loss gradient held in each
@@ -143,7 +188,15 @@ class AnchoredStep:
     """
 
     def __init__(
-        self, model, anchor, lam: float, lr: float = 0.0, selective: bool = False, granularity: str = "tensor"
+        self,
+        model,
+        anchor,
+        lam: float,
+        lr: float = 0.0,
+        selective: bool = False,
+        granularity: str = "tensor",
+        *,
+        names=None,
     ):
         self.lam = check_lam(lam)
         check_choice("granularity", granularity, GRANULARITIES)
@@ -154,6 +207,16 @@ class AnchoredStep:
         self.selective = bool(selective)
         self.granularity = granularity
         self.pairs = _matched(model, anchor)
+        if names is not None:
+            names = [str(n) for n in names]
+            known = {n for n, _, _ in self.pairs}
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise LinftError(f"names holds {unknown[0]!r}, which is no trainable tensor of the model")
+            if not names:
+                raise LinftError("names is empty: pass None to anchor every trainable tensor, or lam=0 for none")
+            chosen = set(names)
+            self.pairs = [(n, p, a) for n, p, a in self.pairs if n in chosen]
         names = [n for n, _, _ in self.pairs]
         if granularity == "tensor":
             self.units = OrderedDict((n, [n]) for n in names)
@@ -164,7 +227,10 @@ class AnchoredStep:
                 raise LinftError(
                     "granularity='layer' needs the model (to group tensors by layer), not a dict of tensors"
                 )
-            self.units = param_groups(model)
+            members = set(names)
+            groups = ((u, [n for n in group if n in members]) for u, group in param_groups(model).items())
+            self.units = OrderedDict((u, group) for u, group in groups if group)
+        self.names = names
         self.last_mask: dict[str, bool] = {}
 
     @torch.no_grad()
@@ -218,7 +284,12 @@ class AnchoredStep:
 
     @torch.no_grad()
     def penalty(self) -> float:
-        """Current value of (λ/2)‖θ − θ0‖² over all tensors (a float, for logging)."""
+        """Current value of (λ/2)‖θ − θ0‖² over the anchored tensors (a float, for logging)."""
         if self.lam == 0.0:
             return 0.0
         return 0.5 * self.lam * sum(((p.detach() - a).double() ** 2).sum().item() for _, p, a in self.pairs)
+
+    @torch.no_grad()
+    def distance(self) -> float:
+        """‖θ_A − θ_A0‖ over the anchored tensors A (float64 sums; also for λ = 0)."""
+        return sum(((p.detach() - a).double() ** 2).sum().item() for _, p, a in self.pairs) ** 0.5

@@ -3,14 +3,22 @@
 :func:`fine_tune` trains a model from :mod:`linft.models` (LoRA + head) or a :class:`linft.linearize.LinearizedModel`
 in place, and logs per logged step:
 
-- ``loss`` (task + penalty), ``task_loss`` (R), ``penalty`` ((λ/2)‖θ − θ0‖²) and ``train_acc``, all on the *whole*
-  training batch; ``eval_loss`` and ``eval_acc`` on the eval batch;
-- ``drift_total`` = ‖θ − θ0‖ and ``drift_layer0`` … ``drift_head`` per layer group;
+- ``loss`` (task + penalty), ``task_loss`` (R), ``penalty`` ((λ/2)‖θ_A − θ_A0‖² over the *anchored* tensors A, see
+  ``anchor``) and ``train_acc``, all on the *whole* training batch; ``eval_loss`` and ``eval_acc`` on the eval batch;
+- ``drift_total`` = ‖θ − θ0‖ over every trained tensor, ``drift_layer0`` … ``drift_head`` per layer group, and
+  ``drift_anchored`` = ‖θ_A − θ_A0‖ over the anchored tensors (equal to ``drift_total`` with ``anchor="all"``);
 - the same-parameters linearization gap on the first ``gap_n`` train and eval examples: ``gap_train`` =
-  ‖f(θ) − f_lin(θ)‖_F, ``rel_gap_train`` = gap / ‖f(θ)‖_F, ``agree_train`` (argmax agreement), and ``*_eval``.
-  Both sides are at the current θ of the model being trained. For the real model, f_lin comes from
-  ``lin_reference`` (or a linearization built at the start). For a linearized model, f comes from its
+  ‖f(θ) − f_lin(θ)‖_F, ``rel_gap_train`` = gap / ‖f(θ)‖_F, ``agree_train`` (argmax agreement),
+  ``rel_change_gap_train`` = gap / ‖f(θ) − f(θ0)‖_F (the gap as a share of how far the outputs moved; NaN while
+  they have not moved), ``gap_per_drift2_train`` = gap / drift_total² (NaN at zero drift; the Taylor bound says
+  ≤ L/2), and ``*_eval``. Both sides are at the current θ of the model being trained. For the real model, f_lin
+  comes from ``lin_reference`` (or a linearization built at the start). For a linearized model, f comes from its
   ``real_logits``. This is the quantity the anchored bound controls.
+
+Full-batch runs also record the anchored objective R + penalty at *every* step (``TrainResult.objective``), from
+the training forward pass, so that descent violations can be counted on every step, not only the logged ones.
+:func:`gd_step_size` gives the gradient-descent step η = c/(β̂ + λ) of the descent condition, and
+:func:`linear_probe` trains the classifier head alone.
 
 Two standard settings:
 
@@ -37,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -48,10 +57,12 @@ from linft.batches import check_batch, take, to_device
 from linft.device import seed_everything
 from linft.functional import logits_of
 from linft.linearize import LinearizedModel, gap_numbers, trainable_parameters
-from linft.regularize import GRANULARITIES, AnchoredStep, check_lam, drift, snapshot
+from linft.regularize import ANCHORS, GRANULARITIES, AnchoredStep, anchored_names, check_lam, drift, snapshot
 
 __all__ = [
     "fine_tune",
+    "gd_step_size",
+    "linear_probe",
     "TrainConfig",
     "TrainResult",
     "gap_reference",
@@ -63,6 +74,7 @@ __all__ = [
     "PENALTIES",
     "MSE_TARGETS",
     "KINDS",
+    "ANCHORS",
 ]
 
 LOSSES = ("ce", "mse")
@@ -101,6 +113,7 @@ class TrainConfig:
     selective: bool = False
     penalty: str = "loss"
     granularity: str = "tensor"
+    anchor: str = "lora"
     seed: int = 0
     log_every: int = 1
     track_gap: bool = True
@@ -117,6 +130,7 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("penalty", self.penalty, PENALTIES)
         check_choice("granularity", self.granularity, GRANULARITIES)
+        check_choice("anchor", self.anchor, ANCHORS)
         check_choice("mse_target", self.mse_target, MSE_TARGETS)
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or not lr > 0:
@@ -189,8 +203,12 @@ class TrainResult:
             (wall time of the whole run), ``seconds_per_step`` (updates only, without logging) and ``kind``
             (``"real"`` or ``"linearized"``).
         model: the trained model (the same object that was passed in).
-        anchor: θ0 by name (the trainable tensors at the start).
+        anchor: θ0 by name (every trainable tensor at the start, anchored or not).
         config: the run's :class:`TrainConfig` (also readable as a dict: ``config["lam"]``).
+        objective: for full-batch runs, the anchored objective R(θ_t) + (λ/2)‖θ_A,t − θ_A0‖² at every step
+            t = 0 … steps (float64, ``steps + 1`` values): entries 0 … steps − 1 from each update's forward pass
+            (before the update), the last from the final evaluation. It equals the ``loss`` column at the logged
+            steps (up to float rounding). None for minibatch runs (their forward pass sees a minibatch only).
     """
 
     log: pd.DataFrame
@@ -198,6 +216,7 @@ class TrainResult:
     model: nn.Module
     anchor: dict = field(repr=False)
     config: TrainConfig | None = None
+    objective: np.ndarray | None = field(default=None, repr=False)
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "ce", mse_target: str = "onehot") -> torch.Tensor:
@@ -332,7 +351,9 @@ class Evaluator:
         train_batch: labelled batch (:func:`linft.batches.check_batch`), moved to the model's device.
         eval_batch: the same, or None (no ``eval_*`` and ``*_eval`` columns).
         anchor: θ0 by name (default: the trainable tensors now, :func:`linft.regularize.snapshot`).
-        lam: λ of the ``penalty`` column (λ/2)‖θ − θ0‖² (``loss`` = ``task_loss`` + ``penalty``).
+        lam: λ of the ``penalty`` column (λ/2)‖θ_A − θ_A0‖² (``loss`` = ``task_loss`` + ``penalty``).
+        anchored: the tensors A of the ``penalty`` and ``drift_anchored`` columns, ``"all"`` (default here) or
+            ``"lora"`` (:func:`linft.regularize.anchored_names`; :func:`fine_tune` passes its ``anchor``).
         loss, mse_target: the task loss (:func:`task_loss`).
         reference: the linearization of the gap columns (:func:`gap_reference`; the model itself for a
             LinearizedModel), or None for no gap columns.
@@ -340,8 +361,14 @@ class Evaluator:
         chunk: examples per forward pass.
 
     ``evaluator(step)`` returns the row as a dict: ``step``, ``loss``, ``task_loss``, ``penalty``, ``train_acc``,
-    [``eval_loss``, ``eval_acc``], ``drift_total``, ``drift_<group>`` …, [``gap_train``, ``rel_gap_train``,
-    ``agree_train``, ``gap_eval``, …] and ``pull_frac`` (NaN: :func:`fine_tune` fills it in after the update).
+    [``eval_loss``, ``eval_acc``], ``drift_total``, ``drift_<group>`` …, ``drift_anchored``, [``gap_train``,
+    ``rel_gap_train``, ``agree_train``, ``rel_change_gap_train``, ``gap_per_drift2_train``, ``gap_eval``, …] and
+    ``pull_frac`` (NaN: :func:`fine_tune` fills it in after the update).
+
+    ``rel_change_gap`` divides the gap by ‖f − f0‖_F, where f0 are the real network's outputs at ``anchor`` (θ0) on
+    the same gap examples, computed once when the Evaluator is built (through the reference, at θ0 whatever the
+    model's current θ); it is NaN while θ = θ0 (drift 0) or f = f0. ``gap_per_drift2`` = gap / drift_total² is NaN
+    at zero drift.
     """
 
     def __init__(
@@ -357,6 +384,7 @@ class Evaluator:
         reference: LinearizedModel | None = None,
         gap_n: int | None = 64,
         chunk: int = 64,
+        anchored: str = "all",
     ):
         _check_model(model)
         check_choice("loss", loss, LOSSES)
@@ -369,7 +397,7 @@ class Evaluator:
             )
         self.model = model
         self.anchor = snapshot(model) if anchor is None else anchor
-        self._penalty = AnchoredStep(model, self.anchor, lam)
+        self._penalty = AnchoredStep(model, self.anchor, lam, names=anchored_names(model, anchored))
         device = next(iter(self.anchor.values())).device
         n_labels = _num_labels(model)
         self.train = to_device(check_batch(train_batch, "train_batch", labels=True, num_labels=n_labels), device)
@@ -380,6 +408,17 @@ class Evaluator:
         self.reference = reference
         self.gap_n = _positive_or_none(gap_n, "gap_n", "all examples")
         self.chunk = check_positive_int(chunk, "chunk")
+        self._f0: dict[str, torch.Tensor] = {}
+        if reference is not None:  # the real network at θ0 on the gap examples, once
+            theta0 = {n: self.anchor[n] for n in reference.names}
+            for split, batch in (("train", self.train), ("eval", self.eval)):
+                if batch is not None:
+                    self._f0[split] = _chunked(partial(reference.real_logits, params=theta0), batch, self.chunk,
+                                               self._gap_k(batch))
+
+    def _gap_k(self, batch: Mapping[str, torch.Tensor]) -> int:
+        n = batch["labels"].shape[0]
+        return n if self.gap_n is None else min(self.gap_n, n)
 
     def _scores(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, float, float]:
         logits = _chunked(partial(_logits, self.model), batch, self.chunk)
@@ -387,13 +426,14 @@ class Evaluator:
         accuracy = (logits.argmax(-1) == batch["labels"]).double().mean().item()
         return logits, value, accuracy
 
-    def _gap(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, float]:
-        k = logits.shape[0] if self.gap_n is None else min(self.gap_n, logits.shape[0])
+    def _gap(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        """The gap numbers and the real network's outputs f on the first gap_n examples."""
+        k = self._gap_k(batch)
         if isinstance(self.model, LinearizedModel):  # real network at the linear model's θ vs the linear model
             real = _chunked(self.model.real_logits, batch, self.chunk, k)
-            return gap_numbers(real, logits[:k])
+            return gap_numbers(real, logits[:k]), real
         linear = _chunked(partial(self.reference, params=self.model), batch, self.chunk, k)
-        return gap_numbers(logits[:k], linear)
+        return gap_numbers(logits[:k], linear), logits[:k]
 
     def __call__(self, step: int) -> dict:
         row: dict = {"step": step}
@@ -405,14 +445,19 @@ class Evaluator:
             f_eval, row["eval_loss"], row["eval_acc"] = self._scores(self.eval)
         for key, value in drift(self.model, self.anchor).items():
             row[f"drift_{key}"] = value
+        row["drift_anchored"] = self._penalty.distance()
+        d2 = row["drift_total"] ** 2
         if self.reference is not None:
             for split, batch, logits in (("train", self.train, f_train), ("eval", self.eval, f_eval)):
                 if batch is None:
                     continue
-                g = self._gap(batch, logits)
+                g, real = self._gap(batch, logits)
                 row[f"gap_{split}"] = g["gap"]
                 row[f"rel_gap_{split}"] = g["rel_gap"]
                 row[f"agree_{split}"] = g["agreement"]
+                moved = torch.linalg.vector_norm(real.double() - self._f0[split].double()).item()
+                row[f"rel_change_gap_{split}"] = g["gap"] / moved if d2 > 0 and moved > 0 else float("nan")
+                row[f"gap_per_drift2_{split}"] = g["gap"] / d2 if d2 > 0 else float("nan")
         row["pull_frac"] = float("nan")
         return row
 
@@ -457,6 +502,7 @@ def fine_tune(
     selective: bool = False,
     penalty: str = "loss",
     granularity: str = "tensor",
+    anchor: str = "lora",
     seed: int = 0,
     log_every: int = 1,
     lin_reference: LinearizedModel | None = None,
@@ -489,6 +535,15 @@ def fine_tune(
         penalty: ``"loss"`` (gradient λ(θ − θ0) added to the task gradient before the step) or ``"decoupled"``
             (θ ← θ − lr·λ(θ − θ0) after the step; needs lr·λ ≤ 1).
         granularity: unit of the selective test: ``"tensor"``, ``"layer"`` or ``"global"``.
+        anchor: which trained tensors the anchored pull applies to (:func:`linft.regularize.anchored_names`):
+            ``"lora"`` (default: the LoRA matrices only, names containing ``"lora_"``; the classifier head and any
+            other trained tensor train freely) or ``"all"`` (every trained tensor). A freshly initialised head is
+            random, and f is linear in the head, so pulling it toward its random start buys no linearity and
+            pins the classifier near random. The ``penalty`` column, ``pull_frac`` and ``TrainResult.objective``
+            refer to the anchored tensors; the ``drift_*`` columns measure every trained tensor, plus
+            ``drift_anchored``. A model with no LoRA tensors (a toy model, or a LinearizedModel of one) needs
+            ``anchor="all"`` (``"lora"`` raises). **Changed default:** runs before this argument anchored every
+            trained tensor, i.e. ``anchor="all"``; for a model with a trainable head, the default run now differs.
         seed: seeds torch and the minibatch order.
         log_every: log every this many steps (the last step is always logged).
         lin_reference: for a real model, a LinearizedModel wrapping the same starting model, used for the gap
@@ -502,7 +557,8 @@ def fine_tune(
         progress: show a tqdm progress bar.
 
     Returns:
-        :class:`TrainResult`.
+        :class:`TrainResult`; with a full batch (``batch_size`` None or ≥ N) its ``objective`` holds R + penalty at
+        every step (``steps + 1`` values), for counting descent violations on every step.
 
     Costs: an update of the real model is one forward and one backward pass over the minibatch; an update of the
     linearized model is one jvp plus one vjp (a backward pass at θ0), so it costs a small multiple of a real update
@@ -515,8 +571,8 @@ def fine_tune(
     """
     config = TrainConfig(
         loss=loss, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, lam=lam, selective=selective,
-        penalty=penalty, granularity=granularity, seed=seed, log_every=log_every, track_gap=track_gap, gap_n=gap_n,
-        mse_target=mse_target, eval_chunk=eval_chunk, progress=progress,
+        penalty=penalty, granularity=granularity, anchor=anchor, seed=seed, log_every=log_every, track_gap=track_gap,
+        gap_n=gap_n, mse_target=mse_target, eval_chunk=eval_chunk, progress=progress,
     )
     _check_model(model)
     anchor = snapshot(model)
@@ -530,8 +586,10 @@ def fine_tune(
     evalb = None
     if eval_batch is not None:
         evalb = to_device(check_batch(eval_batch, "eval_batch", labels=True, num_labels=n_labels), device)
+    anchored_set = anchored_names(anchor, config.anchor)
     anchored = AnchoredStep(
-        model, anchor, config.lam, lr=config.lr, selective=config.selective, granularity=config.granularity
+        model, anchor, config.lam, lr=config.lr, selective=config.selective, granularity=config.granularity,
+        names=anchored_set,
     )
     reference = gap_reference(model, lin_reference, anchor) if config.track_gap else None
     model.eval()  # dropout off: same deterministic function as the linearization
@@ -543,7 +601,7 @@ def fine_tune(
     )
     evaluate = Evaluator(
         model, train, evalb, anchor=anchor, lam=config.lam, loss=config.loss, mse_target=config.mse_target,
-        reference=reference, gap_n=config.gap_n, chunk=config.eval_chunk,
+        reference=reference, gap_n=config.gap_n, chunk=config.eval_chunk, anchored=config.anchor,
     )
 
     seed_everything(config.seed)
@@ -551,6 +609,7 @@ def fine_tune(
     opt = _optimizer(config, trainable_parameters(model).values())
 
     rows: list[dict] = []
+    objective: list[float] | None = [] if sampler.full else None
     start = time.perf_counter()
     update_seconds = 0.0
     desc = f"fine-tune ({config.kind}, {config.loss}/{config.optimizer}, λ={config.lam:g})"
@@ -568,7 +627,10 @@ def fine_tune(
             if not sampler.full:
                 idx = next(sampler)
                 minibatch = {k: v[idx] for k, v in train.items()}
+            pen = anchored.penalty() if objective is not None else 0.0  # at θ_t, before the update
             batch_loss, pulled = _update(model, opt, anchored, minibatch, config, step)
+            if objective is not None:  # the full batch: R(θ_t) from this update's forward pass
+                objective.append(batch_loss + pen)
             update_seconds += time.perf_counter() - t0
             if row is not None and pulled:
                 row["pull_frac"] = sum(pulled.values()) / len(pulled)
@@ -577,10 +639,149 @@ def fine_tune(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if objective is not None:
+        objective.append(rows[-1]["loss"])
 
     final = {k: v for k, v in rows[-1].items() if k != "pull_frac"}
     final.update(
         R0=rows[0]["task_loss"], steps=config.steps, seconds=seconds,
         seconds_per_step=update_seconds / config.steps if config.steps else float("nan"), kind=config.kind,
     )
-    return TrainResult(log=pd.DataFrame(rows), final=final, model=model, anchor=anchor, config=config)
+    return TrainResult(
+        log=pd.DataFrame(rows), final=final, model=model, anchor=anchor, config=config,
+        objective=np.asarray(objective, dtype=np.float64) if objective is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- step size, probe
+
+
+def gd_step_size(
+    model: nn.Module,
+    batch: Mapping,
+    lam: float,
+    c: float = 1.0,
+    *,
+    loss: str = "mse",
+    mse_target: str = "onehot",
+    params="trainable",
+) -> dict:
+    """The gradient-descent step η = c/(β̂ + λ) of the descent condition η ≤ 1/(β + λ), with β̂ measured at θ0.
+
+    β̂ = μmax(K)/N, where K is the empirical NTK (:func:`linft.ntk.empirical_ntk`, SGD kernel) of the trained
+    parameters (``params``, default ``"trainable"``: LoRA and head) on ``batch`` (N examples), with output
+    ``"full"`` (the N·C logits) for ``mse_target="onehot"`` or ``"logit_diff"`` (f_1 − f_0) for ``"logit_diff"``.
+    K = JJᵀ and JᵀJ have the same nonzero eigenvalues, so β̂ is the largest eigenvalue of the Gauss-Newton Hessian
+    JᵀJ/N of the mean squared loss (1/(2N))‖f − Y‖² (:func:`task_loss` with ``loss="mse"``). For the linearized
+    model that loss is exactly quadratic with Hessian JᵀJ/N, and the anchored objective adds at most λ (the
+    penalty's Hessian is λ on the anchored tensors, 0 elsewhere), so β̂ + λ bounds its curvature everywhere and
+    η = c/(β̂ + λ) satisfies the descent condition η ≤ 1/(β + λ) for c ≤ 1: every full-batch gradient-descent step
+    lowers the objective by at least (η/2)‖∇F‖². On a quadratic, 1 < c < 2 still descends but outside the
+    book's condition (c ≥ 2 diverges along the top eigenvector), hence c ∈ (0, 2).
+
+    β̂ is measured at θ0 (the model's current parameters; for a LinearizedModel, its θ0). The real model's
+    curvature can grow as it trains (and has second-order terms Gauss-Newton leaves out), so the condition is not
+    guaranteed for the real model: runs count descent violations on every step (``TrainResult.objective`` of a
+    full-batch :func:`fine_tune`, :func:`linft.bound.descent_violations`).
+
+    Args:
+        model: a real classifier (e.g. MiniLM + LoRA) or a LinearizedModel (its wrapped network at θ0).
+        batch: right-padded ``input_ids``/``attention_mask`` [N, L] (labels ignored): the full training batch.
+        lam: λ ≥ 0 of the run.
+        c: step as a fraction of 1/(β̂ + λ), in (0, 2); 1 is the largest step of the descent condition.
+        loss: ``"mse"`` only (the squared loss is the quadratic objective of the condition).
+        mse_target: ``"onehot"`` or ``"logit_diff"``, as in :func:`fine_tune`.
+        params: the parameter set of the kernel (:func:`linft.ntk.empirical_ntk`); keep ``"trainable"`` (all
+            trained tensors) for a step used to train them all.
+
+    Returns:
+        ``{"beta": β̂, "lr": c/(β̂ + λ), "mu_max": μmax(K), "N": N, "c": c}``.
+    """
+    from linft.ntk import empirical_ntk
+    from linft.spectral import eigenvalues
+
+    check_choice("loss", loss, LOSSES)
+    if loss != "mse":
+        raise LinftError(
+            "gd_step_size measures the curvature of the squared loss: pass loss='mse' (cross-entropy runs use adamw)"
+        )
+    check_choice("mse_target", mse_target, MSE_TARGETS)
+    lam = check_lam(lam)
+    if isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0 < c < 2:
+        raise LinftError(f"c must be a number in (0, 2) (1: the descent condition's largest step), got {c!r}")
+    c = float(c)
+    _check_model(model)
+    output = "full" if mse_target == "onehot" else "logit_diff"
+    batch = _model_inputs(batch) if isinstance(batch, Mapping) else batch  # labels are not needed
+    if isinstance(model, LinearizedModel):
+        net = model.model
+        current = {n: p.detach().clone() for n, p in net.named_parameters() if n in model.theta0}
+        try:  # the kernel of the linearization: the wrapped network at θ0
+            _write(net, model.theta0)
+            kernel = empirical_ntk(net, batch, params=params, output=output, per_layer=False)
+        finally:
+            _write(net, current)
+    else:
+        kernel = empirical_ntk(model, batch, params=params, output=output, per_layer=False)
+    mu_max = float(eigenvalues(kernel)[-1])
+    n = int(kernel.values.shape[0])
+    beta = mu_max / n
+    if not beta + lam > 0:
+        raise LinftError("β̂ + λ = 0 (the outputs do not depend on these parameters and λ = 0): no step size follows")
+    return {"beta": beta, "lr": c / (beta + lam), "mu_max": mu_max, "N": n, "c": c}
+
+
+@torch.no_grad()
+def _write(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
+    named = dict(model.named_parameters())
+    for n, v in values.items():
+        named[n].copy_(v)
+
+
+def linear_probe(
+    model: nn.Module,
+    train_batch: Mapping,
+    *,
+    loss: str = "ce",
+    lr: float,
+    steps: int,
+    seed: int = 0,
+    mse_target: str = "onehot",
+    log_every: int = 1,
+) -> TrainResult:
+    """Train the classifier head alone (:func:`linft.models.is_head_param` names), everything else frozen.
+
+    For this run every other parameter (LoRA included) has ``requires_grad`` off and the head's is on; the flags
+    are restored afterwards, also when the run raises. The run is :func:`fine_tune` on the full batch with
+    ``optimizer="gd"`` (full-batch gradient descent) for ``loss="mse"`` and ``"adamw"`` for ``loss="ce"``
+    (cross-entropy's curvature varies too much for one fixed GD step), λ = 0 (no anchoring) and no gap columns.
+    The model is modified **in place** (its head; pass ``copy.deepcopy(model)`` to keep it). Returns the run's
+    :class:`TrainResult` (its ``objective`` holds the task loss at every step).
+
+    Args:
+        model: a real classifier with a ``classifier``/``score`` head (not a LinearizedModel).
+        train_batch: labelled batch, as for :func:`fine_tune`.
+        loss, lr, steps, seed, mse_target, log_every: as for :func:`fine_tune`.
+    """
+    from linft.models import is_head_param
+
+    _check_model(model)
+    if isinstance(model, LinearizedModel):
+        raise LinftError("linear_probe trains a real model's head: pass the real model (lin.model), not a "
+                         "LinearizedModel")
+    check_choice("loss", loss, LOSSES)
+    named = list(model.named_parameters())
+    if not any(is_head_param(n) for n, _ in named):
+        raise LinftError("model has no classifier head (parameters named 'classifier' or 'score') to probe")
+    saved = [(p, p.requires_grad) for _, p in named]
+    try:
+        for n, p in named:
+            p.requires_grad_(is_head_param(n))
+        return fine_tune(
+            model, train_batch, None, loss=loss, optimizer="gd" if loss == "mse" else "adamw", lr=lr, steps=steps,
+            lam=0.0, anchor="all", seed=seed, log_every=log_every, track_gap=False, mse_target=mse_target,
+            progress=False,
+        )
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)

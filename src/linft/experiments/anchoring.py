@@ -45,8 +45,8 @@ def gd_runs(setup: TaskSetup, cfg: Scale, lr: float, gap_n: int, seed: int = 0, 
     for lam in tuple(cfg.lambdas if lambdas is None else lambdas):
         seed_everything(seed)
         runs[lam] = fine_tune(copy.deepcopy(setup.model), batch, None, loss="mse", optimizer="gd", lr=lr,
-                              steps=cfg.train_steps, batch_size=None, lam=lam, seed=seed, log_every=log_every,
-                              gap_n=gap_n, progress=False)
+                              steps=cfg.train_steps, batch_size=None, lam=lam, anchor="all", seed=seed,
+                              log_every=log_every, gap_n=gap_n, progress=False)
     descent = {lam: bound.descent_violations(run.log["loss"]) for lam, run in runs.items()}
     return GDRuns(runs, descent, batch, lr, time.perf_counter() - start)
 
@@ -191,8 +191,8 @@ def tradeoff_sweep(tasks, cfg: Scale, seed: int = 0, gap_n: int = 32, setups: di
                 seed_everything(seed)
                 fin = fine_tune(copy.deepcopy(setup.model), setup.train, setup.eval, loss="ce", optimizer="adamw",
                                 lr=cfg.lr, steps=cfg.train_steps, batch_size=cfg.batch_size, lam=lam,
-                                selective=selective, seed=seed, log_every=cfg.train_steps or 1, gap_n=gap_n,
-                                progress=False).final
+                                selective=selective, anchor="all", seed=seed, log_every=cfg.train_steps or 1,
+                                gap_n=gap_n, progress=False).final
                 rows.append({"task": task, "lam": lam, "selective": selective, "eval_acc": fin["eval_acc"],
                              "rel_gap_eval": fin["rel_gap_eval"], "agree_eval": fin["agree_eval"],
                              "drift": fin["drift_total"], "drift_bound": bound.drift_bound(fin["R0"], lam),

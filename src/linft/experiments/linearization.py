@@ -108,7 +108,7 @@ def real_vs_linearized(setup: TaskSetup, cfg: Scale, lambdas=None, seed: int = 0
     gap_n = min(gap_n, cfg.n_train, cfg.n_eval)
     log_every = log_every or max(1, cfg.train_steps // (3 if cfg.name == "smoke" else 5))
     run_kw = dict(loss="ce", optimizer="adamw", lr=cfg.lr, steps=cfg.train_steps, batch_size=cfg.batch_size,
-                  seed=seed, log_every=log_every, gap_n=gap_n, progress=False)
+                  anchor="all", seed=seed, log_every=log_every, gap_n=gap_n, progress=False)
     logs, outputs, finals = [], [], {}
     start = time.perf_counter()
     for lam in lambdas:
