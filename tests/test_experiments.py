@@ -117,3 +117,24 @@ def test_target_sets_and_variants(cfg, task_kernels):
     assert list(table.index) == ["sgd", "signgd", "asym_signgd"]
     assert values["sgd"] is task_kernels.lora["mr"] and not table.loc["asym_signgd", "symmetric"]
     assert all(-1 <= c <= 1 for c in corr.values())
+
+
+def test_kernel_regression_study_matches_training_for_small_steps(cfg, one_thread):
+    from linft.experiments import kernel_regression as krx
+
+    small = get_scale("smoke", ntk_n=6, n_eval=6, max_length=16, train_steps=3, batch_size=3)
+    study = krx.kernel_regression_study(["mr"], small, lambdas=(0.0, 0.5), step_fraction=0.02, log_every=1)
+    t = study.table
+    assert list(t["lam"]) == [0.0, 0.5] and (t["M"] == 6).all() and (t["N"] == 6).all()
+    # at θ0 prediction and measurement are the same number; after one step they differ at second order only; at
+    # λ = 0.5 the step is small in parameter space (η = 0.02/(μmax/N + λ)) and the linear model tracks the whole run
+    curves = study.curves
+    for step, tol in ((0, 1e-6), (1, 1e-3)):
+        at = curves[curves["step"] == step]
+        assert (abs(at["predicted"] - at["measured"]) < tol * at["measured"]).all(), at
+    assert t.loc[t["lam"] == 0.5, "loss_rel_error_mean"].item() < 1e-4
+    assert (t["R_T"] < t["R0"]).all() and (t["a_share_T"] > 0).all() and (t["a_share_T"] < 1).all()
+    for column in ("agree_gd_vs_kr", "agree_adam_vs_sign", "acc_gd", "acc_kr"):
+        assert t[column].between(0, 1).all() and (t[f"{column}_low"] <= t[column]).all()
+    assert study.text["kr_verdict"] in ("holds", "holds only in part", "does not hold")
+    assert set(study.headline) >= {"rows", "verdict", "agreement_bar", "loss_error_bar"}

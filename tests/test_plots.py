@@ -424,3 +424,16 @@ def test_empty_frame_and_non_frame_raise(request, name):
 def test_kernel_movement_checks_by_lam(by_width, by_lam):
     with pytest.raises(LinftError, match="by_lam"):
         lplots.kernel_movement(by_width, by_lam.drop(columns="lam"))
+
+
+def test_predicted_vs_measured():
+    curves = pd.DataFrame({"task": ["a"] * 6 + ["b"] * 6, "lam": ([0.0] * 3 + [0.5] * 3) * 2,
+                           "step": [0, 5, 10] * 4, "measured": np.linspace(1, 0.5, 12),
+                           "predicted": np.linspace(1, 0.4, 12)})
+    fig = nplots.predicted_vs_measured(curves)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    assert all(len(ax.get_lines()) == 4 for ax in fig.axes)  # 2 λ × (measured, predicted)
+    assert fig.axes[0].get_yscale() == "log"
+    with pytest.raises(LinftError, match="predicted"):
+        nplots.predicted_vs_measured(curves.drop(columns="predicted"))

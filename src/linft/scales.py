@@ -87,6 +87,11 @@ PROFILES: dict[str, Scale] = {
 #: with which 30 AdamW steps fit those 64 examples), to fit their share of the book's time budget on 2 CPU cores.
 SECTIONS: dict[str, dict[str, dict]] = {
     "training": {"default": {"n_train": 64, "n_eval": 64, "max_length": 32, "train_steps": 30, "lr": 3e-3}},
+    # chapter 3's kernel-regression test: N = ntk_n training examples, up to n_eval held-out ones (a forward pass and
+    # one kernel row each), train_steps of full-batch gradient descent and of AdamW per (task, λ)
+    "kernel_regression": {"smoke": {"n_eval": 32, "train_steps": 4},
+                          "default": {"n_eval": 1000, "train_steps": 100},
+                          "paper": {"n_eval": 1000}},
 }
 
 

@@ -156,3 +156,25 @@ def kernel_variants(matrices: dict, title: str | None = None):
 
 
 __all__ = ["kappa_by_targets", "kappa_vs_n", "kernel_variants", "layer_contributions", "spectra"]
+
+
+def predicted_vs_measured(curves: pd.DataFrame, x: str = "step", measured: str = "measured",
+                          predicted: str = "predicted", facet: str = "task", hue: str = "lam"):
+    """Measured training loss (solid, dots) and the kernel-regression prediction (dashed) on the same axes, one
+    panel per ``facet`` value and one colour per ``hue`` value (λ). Log y axis."""
+    require_columns(curves, [x, measured, predicted, facet, hue], "predicted_vs_measured")
+    panels = list(dict.fromkeys(curves[facet]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 3.4), squeeze=False, sharey=True)
+    colors = dict(zip(sorted(curves[hue].unique()), sns.color_palette("colorblind", curves[hue].nunique())))
+    for ax, panel in zip(axes[0], panels):
+        part = curves[curves[facet] == panel]
+        for value, rows in part.groupby(hue):
+            ax.plot(rows[x], rows[measured], "-o", ms=2.5, color=colors[value], label=f"{hue} = {value:g}, measured")
+            ax.plot(rows[x], rows[predicted], "--", color=colors[value], label=f"{hue} = {value:g}, predicted")
+        ax.set_yscale("log")
+        ax.set_title(str(panel))
+        ax.set_xlabel(x)
+    axes[0][0].set_ylabel("training loss (MSE)")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
