@@ -1,0 +1,49 @@
+"""linft.experiments at smoke size, the shared task set-up and chapter 0: consistent tables and numbers."""
+
+import pytest
+import torch
+
+from linft import data, models
+from linft.experiments import models_tasks, setup_task
+from linft.scales import get_scale
+
+TASKS = ["mr", "subj"]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return get_scale("smoke", n_train=8, n_eval=8, ntk_n=8, max_length=16, train_steps=2, batch_size=4,
+                     lambdas=(0.0, 50.0))
+
+
+@pytest.fixture(scope="module")
+def setup(cfg, one_thread):
+    return setup_task("mr", cfg, seed=0)
+
+
+def test_setup_task_is_seeded_and_sized(cfg, setup):
+    again = setup_task("mr", cfg, seed=0)
+    assert setup.train["input_ids"].shape == (8, 16) and setup.eval["labels"].shape == (8,)
+    assert setup.num_labels == len(data.get_task("mr").label_names)
+    for key in setup.train:
+        assert torch.equal(setup.train[key], again.train[key])
+    a, b = dict(setup.model.named_parameters()), dict(again.model.named_parameters())
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    counts = models.count_parameters(setup.model)
+    assert counts["lora"] > 0 and counts["head"] > 0
+
+
+def test_lora_sizes_and_examples(cfg):
+    table = models_tasks.lora_sizes(cfg.model, rank=2)
+    assert list(table.index) == list(models_tasks.LORA_TARGET_CHOICES)
+    qv, all_ = table.loc["query, value", "LoRA params"], table.loc["all of the above", "LoRA params"]
+    assert 0 < qv < all_
+    rows = models_tasks.example_rows(TASKS, n=2)
+    assert len(rows) == 4 and rows["text"].str.len().max() <= 161
+
+
+def test_sanity_run_reports_what_it_ran(cfg, one_thread):
+    run = models_tasks.sanity_run("mr", cfg)
+    assert run.headline["steps"] == cfg.train_steps and run.headline["n_eval"] == cfg.n_eval
+    assert run.log["step"].iloc[-1] == cfg.train_steps
+    assert 0 <= run.majority <= 1 and ("beats" in run.verdict)
