@@ -22,7 +22,8 @@ class Scale:
         tasks: task keys used where a chapter sweeps tasks.
         max_length: tokens per example after truncation/padding.
         n_train: training examples per task (fine-tuning runs).
-        n_eval: evaluation examples per task.
+        n_eval: evaluation examples per task (logged during training).
+        n_test: held-out examples for final accuracies and agreements (a forward pass each; at most the split).
         ntk_n: examples in an empirical-NTK batch.
         train_steps: optimizer steps of a fine-tuning run.
         batch_size: minibatch size for training with AdamW.
@@ -40,6 +41,7 @@ class Scale:
     max_length: int = 64
     n_train: int = 256
     n_eval: int = 256
+    n_test: int = 1000
     ntk_n: int = 64
     train_steps: int = 60
     batch_size: int = 16
@@ -58,6 +60,7 @@ PROFILES: dict[str, Scale] = {
         max_length=32,
         n_train=32,
         n_eval=32,
+        n_test=32,
         ntk_n=16,
         train_steps=4,
         batch_size=8,
@@ -86,7 +89,8 @@ PROFILES: dict[str, Scale] = {
 #: they use fewer, shorter examples than the profile (64 examples of 32 tokens) and a higher learning rate (3e-3,
 #: with which 30 AdamW steps fit those 64 examples), to fit their share of the book's time budget on 2 CPU cores.
 SECTIONS: dict[str, dict[str, dict]] = {
-    "training": {"default": {"n_train": 64, "n_eval": 64, "max_length": 32, "train_steps": 30, "lr": 3e-3}},
+    "training": {"default": {"n_train": 64, "n_eval": 64, "max_length": 32, "train_steps": 30, "lr": 3e-3,
+                             "seeds": (0, 1, 2)}},
     # chapter 3's kernel-regression test: N = ntk_n training examples, up to n_eval held-out ones (a forward pass and
     # one kernel row each), train_steps of full-batch gradient descent and of AdamW per (task, λ)
     "kernel_regression": {"smoke": {"n_eval": 32, "train_steps": 4},

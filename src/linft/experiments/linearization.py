@@ -11,15 +11,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from linft import toy
+from linft import data, ntk, predict, toy
 from linft.device import seed_everything
-from linft.experiments.tasks import TaskSetup
+from linft.experiments.tasks import TaskSetup, batch_of, setup_task
 from linft.linearize import LinearizedModel, linearization_gap
 from linft.plots.linearization import loglog_slope
 from linft.scales import Scale
+from linft.stats import bootstrap_ci
 from linft.train import fine_tune
 
-__all__ = ["TOY_SIZES", "ToyStudy", "toy_study", "LinearizationSweep", "real_vs_linearized", "margins"]
+__all__ = ["TOY_SIZES", "ToyStudy", "toy_study", "LinearizationSweep", "real_vs_linearized", "SeededSweep",
+           "seeded_study", "margins"]
 
 #: widths, seeds and λ of the toy study per scale (other scales use "default")
 TOY_SIZES = {
@@ -84,32 +86,36 @@ def margins(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LinearizationSweep:
-    """Real vs linearized LoRA fine-tuning for each λ.
+    """Real vs linearized LoRA fine-tuning for each λ, one seed.
 
-    ``logs``: both runs' logs (columns of :func:`linft.train.fine_tune` plus ``lam``, ``kind``); ``outputs``: eval
-    margins of each model at its own trained parameters (``lam``, ``margin_real``, ``margin_lin``); ``summary``:
-    one row per λ; ``finals``: {λ: {"real", "lin", "own"}} final rows and the own-parameters gap.
+    ``logs``: both runs' logs (columns of :func:`linft.train.fine_tune` plus ``lam``, ``kind``); ``outputs``: held-out
+    margins of each model at its own trained parameters (``lam``, ``margin_real``, ``margin_lin``); ``runs``: one row
+    per λ (training loss reached, gaps three ways, drift, κ_λ, held-out accuracies); ``correct``: {λ: {"real",
+    "lin"}: 0/1 per held-out example} for intervals; ``finals``: {λ: {"real", "lin", "own"}}.
     """
 
     logs: pd.DataFrame
     outputs: pd.DataFrame
-    summary: pd.DataFrame
+    runs: pd.DataFrame
+    correct: dict
     finals: dict
     seconds: float
-    text: dict = field(default_factory=dict)
-    headline: dict = field(default_factory=dict)
 
 
 def real_vs_linearized(setup: TaskSetup, cfg: Scale, lambdas=None, seed: int = 0, gap_n: int = 32,
-                       log_every: int | None = None) -> LinearizationSweep:
+                       log_every: int | None = None, test: dict | None = None) -> LinearizationSweep:
     """For each λ, train the real model (logging its same-parameters gap) and the linearized model from the same
-    start with AdamW + cross-entropy + the anchored penalty; compare them at their own trained parameters."""
+    start with AdamW + cross-entropy + the anchored penalty on every trained tensor; compare them at their own
+    trained parameters on ``test`` (a held-out batch; default ``setup.eval``). κ_λ is of the eNTK of the trained
+    parameters (LoRA + head) on the training batch at θ0."""
     lambdas = tuple(cfg.lambdas if lambdas is None else lambdas)
+    test = setup.eval if test is None else test
     gap_n = min(gap_n, cfg.n_train, cfg.n_eval)
     log_every = log_every or max(1, cfg.train_steps // (3 if cfg.name == "smoke" else 5))
     run_kw = dict(loss="ce", optimizer="adamw", lr=cfg.lr, steps=cfg.train_steps, batch_size=cfg.batch_size,
                   anchor="all", seed=seed, log_every=log_every, gap_n=gap_n, progress=False)
-    logs, outputs, finals = [], [], {}
+    K = ntk.empirical_ntk(setup.model, setup.train, params="trainable", per_layer=False)
+    logs, outputs, finals, rows, correct = [], [], {}, [], {}
     start = time.perf_counter()
     for lam in lambdas:
         seed_everything(seed)
@@ -119,71 +125,138 @@ def real_vs_linearized(setup: TaskSetup, cfg: Scale, lambdas=None, seed: int = 0
         lin = LinearizedModel(copy.deepcopy(setup.model))
         run_lin = fine_tune(lin, setup.train, setup.eval, lam=lam, **run_kw)
         logs += [run_real.log.assign(lam=lam, kind="real"), run_lin.log.assign(lam=lam, kind="linearized")]
-        ids, mask = setup.eval["input_ids"], setup.eval["attention_mask"]
-        with torch.no_grad():  # each model at its own trained parameters, on the eval examples
-            f_real, f_lin = real(input_ids=ids, attention_mask=mask).logits, lin(ids, mask)
-        own = linearization_gap(real, lin, setup.eval, at="own")
+        f_real, f_lin = _test_logits(real, lin, test)
+        own = linearization_gap(real, lin, test, at="own")
         outputs.append(pd.DataFrame({"lam": lam, "margin_real": margins(f_real).numpy(),
                                      "margin_lin": margins(f_lin).numpy()}))
         finals[lam] = {"real": run_real.final, "lin": run_lin.final, "own": own}
-    seconds = time.perf_counter() - start
-    summary = _summary(finals)
-    sweep = LinearizationSweep(pd.concat(logs, ignore_index=True), pd.concat(outputs, ignore_index=True), summary,
-                               finals, seconds)
-    sweep.text = _sweep_text(summary, cfg, seconds)
-    sweep.headline = {
-        f"lam={lam:g}": {
-            "rel_gap_eval": fin["real"]["rel_gap_eval"], "rel_gap_eval_own": fin["own"]["rel_gap"],
-            "agreement_same": fin["real"]["agree_eval"], "agreement_own": fin["own"]["agreement"],
-            "eval_acc": fin["real"]["eval_acc"], "eval_acc_linearized": fin["lin"]["eval_acc"],
-            "drift": fin["real"]["drift_total"], "drift_bound": _drift_bound(fin["real"]["R0"], lam),
-        }
-        for lam, fin in finals.items()
+        labels = test["labels"]
+        correct[lam] = {"real": (f_real.argmax(-1) == labels).double().numpy(),
+                        "lin": (f_lin.argmax(-1) == labels).double().numpy()}
+        rows.append(_run_row(seed, lam, run_real.final, run_lin.final, own, correct[lam],
+                             predict.kappa_lambda(K, lam=lam)))
+    return LinearizationSweep(pd.concat(logs, ignore_index=True), pd.concat(outputs, ignore_index=True),
+                              pd.DataFrame(rows), correct, finals, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def _test_logits(real, lin: LinearizedModel, test: dict, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, mask = test["input_ids"], test["attention_mask"]
+    f_real = torch.cat([real(input_ids=ids[i:i + chunk], attention_mask=mask[i:i + chunk]).logits
+                        for i in range(0, ids.shape[0], chunk)])
+    f_lin = torch.cat([lin(ids[i:i + chunk], mask[i:i + chunk]) for i in range(0, ids.shape[0], chunk)])
+    return f_real, f_lin
+
+
+def _run_row(seed: int, lam: float, real: dict, lin: dict, own: dict, correct: dict, kappa_lam: float) -> dict:
+    return {
+        "seed": seed, "lam": lam, "R0": real["R0"], "R_T": real["task_loss"], "R_T_lin": lin["task_loss"],
+        "R_T/R0": real["task_loss"] / real["R0"], "rel_gap_eval": real["rel_gap_eval"],
+        "rel_change_gap_eval": real.get("rel_change_gap_eval", float("nan")),
+        "gap_per_drift2_eval": real.get("gap_per_drift2_eval", float("nan")),
+        "agree_same": real["agree_eval"], "agree_own": own["agreement"], "rel_gap_own": own["rel_gap"],
+        "acc_real": float(correct["real"].mean()), "acc_lin": float(correct["lin"].mean()),
+        "drift": real["drift_total"], "drift_bound": _drift_bound(real["R0"], lam), "kappa_lambda": kappa_lam,
+        "s_per_step_real": real["seconds_per_step"], "s_per_step_lin": lin["seconds_per_step"],
     }
-    return sweep
+
+
+@dataclass
+class SeededSweep:
+    """:func:`real_vs_linearized` over seeds (each varies the data sample, the LoRA init and the head).
+
+    ``runs``: one row per (seed, λ); ``summary``: one row per λ, means over seeds with bootstrap 95 % intervals
+    (accuracies: over every held-out example of every seed; gaps: over seeds); ``logs``/``outputs`` carry ``seed``.
+    """
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    logs: pd.DataFrame
+    outputs: pd.DataFrame
+    seconds: float
+    text: dict = field(default_factory=dict)
+    headline: dict = field(default_factory=dict)
+
+
+def seeded_study(task: str, cfg: Scale, seeds=(0,), gap_n: int = 32, n_test: int = 1000) -> SeededSweep:
+    """Run :func:`real_vs_linearized` for every seed on ``task`` with its own held-out batch of up to ``n_test``
+    validation examples (drawn with the seed), and summarise over seeds."""
+    sweeps, start = [], time.perf_counter()
+    for seed in seeds:
+        setup = setup_task(task, cfg, seed)
+        validation = data.load_task(task, seed=seed)["validation"]
+        test = batch_of(data.subsample(validation, min(n_test, len(validation)), seed=seed), setup.tokenizer,
+                        cfg.max_length)
+        sweeps.append((seed, real_vs_linearized(setup, cfg, seed=seed, gap_n=gap_n, test=test)))
+    runs = pd.concat([sw.runs for _, sw in sweeps], ignore_index=True)
+    summary = _seed_summary(runs, sweeps)
+    result = SeededSweep(runs, summary, pd.concat([sw.logs.assign(seed=s) for s, sw in sweeps], ignore_index=True),
+                         pd.concat([sw.outputs.assign(seed=s) for s, sw in sweeps], ignore_index=True),
+                         time.perf_counter() - start)
+    result.text = _sweep_text(summary, runs, cfg, result.seconds, len(seeds), int(sweeps[0][1].correct[
+        runs["lam"].iloc[0]]["real"].size))
+    result.headline = {
+        f"lam={lam:g}": {key: row[key] for key in summary.columns} for lam, row in summary.iterrows()
+    }
+    result.headline["per_seed"] = runs.to_dict(orient="records")
+    return result
+
+
+def _seed_summary(runs: pd.DataFrame, sweeps) -> pd.DataFrame:
+    rows = []
+    for lam, part in runs.groupby("lam"):
+        row = {"λ": lam}
+        for kind in ("real", "lin"):
+            pooled = np.concatenate([sw.correct[lam][kind] for _, sw in sweeps])
+            acc, low, high = bootstrap_ci(pooled)
+            row.update({f"acc_{kind}": acc, f"acc_{kind}_low": low, f"acc_{kind}_high": high})
+        for column in ("R_T", "R_T/R0", "rel_gap_eval", "rel_change_gap_eval", "gap_per_drift2_eval", "agree_own",
+                       "drift", "kappa_lambda"):
+            values = part[column].to_numpy(dtype=float)
+            finite = values[np.isfinite(values)]
+            row[column] = float(finite.mean()) if finite.size else float("nan")
+            if column in ("rel_gap_eval", "agree_own") and finite.size:
+                _, row[f"{column}_low"], row[f"{column}_high"] = bootstrap_ci(finite)
+        row["drift_bound"] = float(part["drift_bound"].mean())
+        row["s_per_step_ratio"] = float((part["s_per_step_lin"] / part["s_per_step_real"]).mean())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("λ")
 
 
 def _drift_bound(R0: float, lam: float) -> float:
     return float("inf") if lam == 0 else float(np.sqrt(2 * R0 / lam))
 
 
-def _summary(finals: dict) -> pd.DataFrame:
-    rows = []
-    for lam, fin in finals.items():
-        rows.append({
-            "λ": lam,
-            "real: eval acc": fin["real"]["eval_acc"],
-            "linearized: eval acc": fin["lin"]["eval_acc"],
-            "agreement (own θ)": fin["own"]["agreement"],
-            "rel. gap (own θ)": fin["own"]["rel_gap"],
-            "agreement (same θ)": fin["real"]["agree_eval"],
-            "rel. gap (same θ)": fin["real"]["rel_gap_eval"],
-            "drift ‖θ−θ0‖": fin["real"]["drift_total"],
-            "√(2R0/λ)": _drift_bound(fin["real"]["R0"], lam),
-            "real: s/step": fin["real"]["seconds_per_step"],
-            "linearized: s/step": fin["lin"]["seconds_per_step"],
-        })
-    return pd.DataFrame(rows).set_index("λ")
-
-
-def _sweep_text(summary: pd.DataFrame, cfg: Scale, seconds: float) -> dict:
+def _sweep_text(summary: pd.DataFrame, runs: pd.DataFrame, cfg: Scale, seconds: float, n_seeds: int,
+                n_test: int) -> dict:
     lam0, lam_hi = summary.index.min(), summary.index.max()
-    g0, ghi = summary.loc[lam0, "rel. gap (same θ)"], summary.loc[lam_hi, "rel. gap (same θ)"]
-    acc = summary["real: eval acc"]
+    g0, ghi = summary.loc[lam0, "rel_gap_eval"], summary.loc[lam_hi, "rel_gap_eval"]
+    acc = summary["acc_real"]
+    gaps = runs.pivot(index="seed", columns="lam", values="rel_gap_eval")
+    falls = int((gaps.diff(axis=1).iloc[:, 1:] <= 0).all(axis=1).sum())
+    anchored = runs[runs["lam"] > 0]
+
+    def interval(column: str, lam: float, fmt: str) -> str:
+        return f"[{summary.loc[lam, column + '_low']:{fmt}}, {summary.loc[lam, column + '_high']:{fmt}}]"
+
     return {
-        "lm_n_train": cfg.n_train, "lm_n_eval": cfg.n_eval, "lm_max_length": cfg.max_length,
+        "lm_n_train": cfg.n_train, "lm_n_eval": n_test, "lm_max_length": cfg.max_length, "lm_seeds": n_seeds,
         "lm_steps": cfg.train_steps, "lm_batch": cfg.batch_size, "lm_lr": f"{cfg.lr:g}", "lm_seconds": f"{seconds:.0f}",
         "lm_lam0": f"{lam0:g}", "lm_lam_hi": f"{lam_hi:g}", "lm_gap0": f"{g0:.3g}", "lm_gap_hi": f"{ghi:.3g}",
+        "lm_gap0_ci": interval("rel_gap_eval", lam0, ".3g"), "lm_gap_hi_ci": interval("rel_gap_eval", lam_hi, ".3g"),
         "lm_gap_ratio": f"{g0 / ghi:.1f}" if ghi > 0 else "∞",
-        "lm_agree0": f"{summary.loc[lam0, 'agreement (own θ)']:.0%}",
-        "lm_agree_hi": f"{summary.loc[lam_hi, 'agreement (own θ)']:.0%}",
-        "lm_acc_real0": f"{acc[lam0]:.1%}", "lm_acc_lin0": f"{summary.loc[lam0, 'linearized: eval acc']:.1%}",
-        "lm_acc_real_hi": f"{acc[lam_hi]:.1%}", "lm_acc_lin_hi": f"{summary.loc[lam_hi, 'linearized: eval acc']:.1%}",
-        "lm_cost_ratio": f"{(summary['linearized: s/step'] / summary['real: s/step']).mean():.1f}",
-        "lm_drift_over": int((summary["drift ‖θ−θ0‖"] > summary["√(2R0/λ)"]).sum()),
-        "lm_n_anchored": int((summary.index > 0).sum()),
-        "lm_one_example": f"{1 / cfg.n_eval:.1%}",
+        "lm_loss0": f"{summary.loc[lam0, 'R_T/R0']:.2f}", "lm_loss_hi": f"{summary.loc[lam_hi, 'R_T/R0']:.2f}",
+        "lm_agree0": f"{summary.loc[lam0, 'agree_own']:.0%}", "lm_agree_hi": f"{summary.loc[lam_hi, 'agree_own']:.0%}",
+        "lm_acc_real0": f"{acc[lam0]:.1%}", "lm_acc_real0_ci": interval("acc_real", lam0, ".1%"),
+        "lm_acc_lin0": f"{summary.loc[lam0, 'acc_lin']:.1%}",
+        "lm_acc_real_hi": f"{acc[lam_hi]:.1%}", "lm_acc_real_hi_ci": interval("acc_real", lam_hi, ".1%"),
+        "lm_acc_lin_hi": f"{summary.loc[lam_hi, 'acc_lin']:.1%}",
+        "lm_cost_ratio": f"{summary['s_per_step_ratio'].mean():.1f}",
+        "lm_drift_over": int((anchored["drift"] > anchored["drift_bound"]).sum()), "lm_n_anchored": len(anchored),
         "lm_acc_change": f"{acc[lam_hi] - acc[lam0]:+.1%}",
-        "lm_gap_monotone": ("falls" if all(np.diff(summary["rel. gap (same θ)"].to_numpy()) <= 0)
-                            else "does not fall monotonically"),
+        "lm_gap_falls": falls, "lm_kappa0": f"{summary.loc[lam0, 'kappa_lambda']:.3g}",
+        "lm_kappa_hi": f"{summary.loc[lam_hi, 'kappa_lambda']:.3g}",
+        "lm_acc_overlap": ("overlap" if summary.loc[lam_hi, "acc_real_high"] >= summary.loc[lam0, "acc_real_low"]
+                           and summary.loc[lam0, "acc_real_high"] >= summary.loc[lam_hi, "acc_real_low"]
+                           else "do not overlap"),
     }
