@@ -8,11 +8,13 @@ Public modules, one concept each:
   :mod:`linft.sources`: the manifest of those files and their checksums;
 - :mod:`linft.batches`: the one validator of tokenized batches used by every computation;
   :mod:`linft.functional`: a model's logits as a function of a parameter dict;
-- :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra;
+- :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra; :mod:`linft.predict`:
+  fine-tuning as kernel regression (predicted outputs and loss curves, κ_λ, stable step sizes);
 - :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train`: linearized and anchored fine-tuning;
 - :mod:`linft.bound`: drift and linearization-gap bounds; :mod:`linft.toy`: a small MLP for width/λ experiments;
 - :mod:`linft.experiments`: the chapters' protocols as functions; :mod:`linft.scales`: their sizes;
-- :mod:`linft.plots`: every figure; :mod:`linft.results`: each chapter's headline numbers;
+- :mod:`linft.plots`: every figure; :mod:`linft.results`: each chapter's headline numbers; :mod:`linft.stats`:
+  bootstrap intervals and computed verdicts;
 - :mod:`linft.device`, :mod:`linft.paths`: threads, seeds, devices and cache folders; :mod:`linft.cli`: the
   ``linft`` command.
 """
