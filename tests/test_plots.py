@@ -437,3 +437,19 @@ def test_predicted_vs_measured():
     assert fig.axes[0].get_yscale() == "log"
     with pytest.raises(LinftError, match="predicted"):
         nplots.predicted_vs_measured(curves.drop(columns="predicted"))
+
+
+def test_kappa_lambda_curves():
+    lams = [0.0, 1e-3, 1e-1, 10.0]
+    rows = [{"task": task, "lam": lam,
+             "kappa_lambda": (mx + 8 * lam) / (mn + 8 * lam) if mn + 8 * lam > 0 else math.inf}
+            for task, mx, mn in (("a", 1.0, 0.01), ("b", 2.0, 0.0)) for lam in lams]
+    fig = nplots.kappa_lambda_curves(pd.DataFrame(rows), marks=(0.5, 5), title="κ_λ")
+    (ax,) = check_figure(fig, 1)
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert ax.get_ylabel() == "κ_λ − 1"
+    assert "2 rows" in ax.get_title()  # λ = 0 for both tasks (one of them infinite), nothing else
+    assert legend_texts(ax) == ["a", "b"]
+    assert len(ax.get_lines()) >= 4  # two curves, two marks
+    with pytest.raises(LinftError, match="missing"):
+        nplots.kappa_lambda_curves(pd.DataFrame(rows).drop(columns="kappa_lambda"))

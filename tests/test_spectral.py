@@ -309,3 +309,56 @@ def test_ntk_figures_return_figures():
     with pytest.raises(LinftError, match="at least two"):
         ntk_plots.kernel_variants({"sgd": K})
     plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------- asymmetric kernels
+
+
+def test_symmetric_part_and_singular_values_match_numpy():
+    rng = np.random.default_rng(3)
+    for n in (1, 5, 12):
+        A = rng.standard_normal((n, n))
+        S = spectral.symmetric_part(A)
+        assert S.dtype == torch.float64 and torch.equal(S, S.T)
+        assert np.allclose(S.numpy(), (A + A.T) / 2, atol=0, rtol=0)
+        assert np.allclose(spectral.singular_values(A).numpy(), np.linalg.svd(A, compute_uv=False), rtol=1e-12)
+        assert spectral.singular_condition_number(A) == pytest.approx(np.linalg.cond(A, 2), rel=1e-10)
+    # a 4-D [N, N, C, C] kernel is flattened first, as everywhere in linft.spectral
+    K4 = torch.as_tensor(rng.standard_normal((3, 3, 2, 2)))
+    assert torch.equal(spectral.symmetric_part(K4), spectral.symmetric_part(spectral.as_matrix(K4)))
+
+
+def test_singular_condition_number_of_symmetric_and_singular_kernels():
+    K = random_psd(10, seed=4)
+    assert spectral.singular_condition_number(K) == pytest.approx(spectral.condition_number(K), rel=1e-9)
+    assert spectral.singular_condition_number(torch.diag(torch.tensor([2.0, -0.5]))) == pytest.approx(4.0)
+    assert spectral.singular_condition_number(torch.zeros(3, 3)) == math.inf
+    assert spectral.singular_condition_number(torch.tensor([[1.0, 1.0], [0.0, 0.0]])) == math.inf
+    with pytest.raises(LinftError, match="square"):
+        spectral.singular_condition_number(torch.ones(2, 3))
+
+
+def test_symmetric_part_decides_whether_the_residual_norm_shrinks():
+    # r' = -K r: d|r|^2/dt = -2 r^T sym(K) r; a rotation-like K has eigenvalues with positive real parts but an
+    # indefinite symmetric part, so |r| grows along some direction
+    K = torch.tensor([[1.0, 4.0], [0.0, 1.0]], dtype=torch.float64)
+    assert (torch.linalg.eigvals(K).real > 0).all()
+    values, vectors = torch.linalg.eigh(spectral.symmetric_part(K))
+    assert values[0] < 0
+    r = vectors[:, 0]
+    assert float(-2 * r @ K @ r) > 0
+
+
+def test_top_share():
+    assert spectral.top_share(torch.eye(30)) == pytest.approx(0.1)  # 3 of 30, not 4 (no float ceil surprise)
+    assert spectral.top_share(torch.diag(torch.tensor([5.0, 0.0, 0.0, 0.0]))) == pytest.approx(1.0)
+    values = np.array([4.0, 3.0, 2.0, 1.0])
+    assert spectral.top_share(values, fraction=0.5) == pytest.approx(0.7)
+    assert spectral.top_share(values, fraction=1.0) == pytest.approx(1.0)
+    K = random_psd(20, seed=5)
+    eig = np.sort(np.linalg.eigvalsh(K.numpy()))[::-1]
+    assert spectral.top_share(K, 0.25) == pytest.approx(eig[:5].sum() / eig.sum(), rel=1e-10)
+    assert spectral.top_share(torch.zeros(3, 3)) == 0.0
+    for bad in (0, 1.5, True):
+        with pytest.raises(LinftError, match="fraction"):
+            spectral.top_share(K, bad)

@@ -12,6 +12,11 @@ full-output kernel (flattened example-major, class-minor, as :meth:`linft.ntk.Ke
   effective rank (entropy and participation ratio), trace, and a plain-language ``note``.
 - :func:`extreme_eigenvalues`: the k largest/smallest eigenvalues of a large kernel, or of a matrix-vector
   product, by Lanczos (``scipy.sparse.linalg.eigsh``) or LOBPCG, without forming the full decomposition.
+- :func:`symmetric_part`, :func:`singular_values`, :func:`singular_condition_number`: what to report for an
+  asymmetric kernel instead of the real parts of complex eigenvalues: the spectrum of its symmetric part
+  (K + Kᵀ)/2, which governs d‖r‖²/dt under r′ = −K r, and σmax/σmin of K itself, the condition number of the
+  linear system K α = y.
+- :func:`top_share`: the share of the trace carried by the largest eigenvalues (how fast a spectrum decays).
 """
 
 from __future__ import annotations
@@ -416,6 +421,52 @@ def extreme_eigenvalues(
     return out
 
 
+# ---------------------------------------------------------------------------------------------- asymmetric kernels
+
+
+def symmetric_part(K) -> torch.Tensor:
+    """(K + Kᵀ)/2 as a float64 matrix (K itself, up to round-off, for a symmetric kernel).
+
+    Under linear dynamics r′ = −K r the squared residual moves as d‖r‖²/dt = −2 rᵀ K r = −2 rᵀ sym(K) r, so the
+    symmetric part's eigenvalues bound how fast ‖r‖ can shrink or grow, whatever K's (complex) eigenvalues are;
+    ‖r‖ decreases along every direction iff λmin(sym K) > 0.
+    """
+    K = as_matrix(K)
+    return (K + K.T) / 2
+
+
+def singular_values(K) -> torch.Tensor:
+    """Singular values of ``K`` in descending order, float64 (|eigenvalues| for a symmetric kernel)."""
+    return torch.linalg.svdvals(as_matrix(K))
+
+
+def singular_condition_number(K) -> float:
+    """σmax/σmin of ``K`` (the 2-norm condition number, ``numpy.linalg.cond(K)``); ``inf`` when σmin = 0.
+
+    It bounds how much solving K α = y amplifies relative errors in y, for any square K; for a symmetric PSD
+    kernel it equals κ = λmax/λmin.
+    """
+    values = singular_values(K)
+    smax, smin = float(values[0]), float(values[-1])
+    return math.inf if smin == 0 else smax / smin
+
+
+def top_share(K_or_eigenvalues, fraction: float = 0.1) -> float:
+    """Share of the trace Σλ carried by the largest ⌈fraction·n⌉ eigenvalues (``fraction`` for c·I, 1 for rank one).
+
+    Over the positive eigenvalues, like :func:`effective_rank`; 0 when there are none.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise LinftError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    values = _as_eigenvalues(K_or_eigenvalues)
+    pos = values.clamp(min=0)
+    total = float(pos.sum())
+    if total == 0:
+        return 0.0
+    k = max(1, math.ceil(fraction * values.numel() - 1e-9))
+    return float(torch.sort(pos, descending=True).values[:k].sum()) / total
+
+
 __all__ = [
     "ASYMMETRY_TOL",
     "SpectrumReport",
@@ -428,5 +479,9 @@ __all__ = [
     "extreme_eigenvalues",
     "layer_shares",
     "participation_ratio",
+    "singular_condition_number",
+    "singular_values",
     "spectrum_report",
+    "symmetric_part",
+    "top_share",
 ]

@@ -178,3 +178,32 @@ def predicted_vs_measured(curves: pd.DataFrame, x: str = "step", measured: str =
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def kappa_lambda_curves(frame: pd.DataFrame, x: str = "lam", y: str = "kappa_lambda", hue: str | None = "task",
+                        marks=(), title: str | None = None):
+    """κ_λ − 1 against the anchor strength λ (log-log), one line per ``hue`` value, dotted verticals at ``marks``.
+
+    κ_λ = (μmax + Nλ)/(μmin + Nλ) falls from κ (Nλ ≪ μmin) towards 1 (Nλ ≫ μmax), where κ_λ − 1 ≈ (μmax − μmin)/(Nλ);
+    plotting κ_λ − 1 keeps that tail visible. ``frame``: tidy, one row per (hue, λ > 0); rows with λ ≤ 0 or an
+    infinite κ_λ are left out and counted in the title.
+    """
+    require_columns(frame, [x, y] + ([hue] if hue else []), "kappa_lambda_curves")
+    values = frame[y].astype(float)
+    keep = frame[(frame[x].astype(float) > 0) & np.isfinite(values) & (values > 1)].copy()
+    keep["_excess"] = keep[y].astype(float) - 1
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    sns.lineplot(data=keep, x=x, y="_excess", hue=hue, ax=ax, palette="colorblind" if hue else None)
+    for mark in marks:
+        ax.axvline(float(mark), color="0.5", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("anchor strength λ")
+    ax.set_ylabel("κ_λ − 1")
+    _legend_outside(ax, keep, hue)
+    dropped = len(frame) - len(keep)
+    text = (title or "") + (f" ({dropped} rows with λ ≤ 0 or κ_λ ∉ (1, ∞) not shown)" if dropped else "")
+    if text:
+        ax.set_title(text.strip())
+    fig.tight_layout()
+    return fig
