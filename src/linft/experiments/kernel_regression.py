@@ -122,7 +122,8 @@ def _one_task(task: str, cfg: Scale, lambdas, n_eval: int, seed: int, step_fract
                                      "adam_vs_sgd_limit": ("adam", "sgd_limit")}.items()}
         accs = {key: accuracy_ci(labels[key], yx, seed=seed) for key in labels}
         rows.append({
-            "task": task, "lam": lam, "N": int(y.shape[0]), "M": int(yx.shape[0]), "C": num_labels, "lr": lr,
+            "task": task, "lam": lam, "N": int(y.shape[0]), "M": int(yx.shape[0]), "C": num_labels,
+            "max_length": cfg.max_length, "lr": lr,
             "steps": cfg.train_steps, "kappa_lambda": predict.kappa_lambda(kr.spectrum, lam=lam),
             "R0": float(measured[0]), "R_T": float(measured[-1]), "R_T_predicted": float(predicted[-1]),
             "loss_rel_error_mean": float(rel_err[1:].mean()) if len(rel_err) > 1 else float("nan"),
@@ -172,6 +173,7 @@ def _numbers(study: KRStudy, lambdas) -> None:
     n = len(t)
     study.text = {
         "kr_tasks": ", ".join(dict.fromkeys(t["task"])), "kr_n_rows": n, "kr_N": int(t["N"].iloc[0]),
+        "kr_max_length": int(t["max_length"].iloc[0]),
         "kr_M": f"{int(t['M'].min())}–{int(t['M'].max())}" if t["M"].nunique() > 1 else str(int(t["M"].iloc[0])),
         "kr_steps": int(t["steps"].iloc[0]), "kr_lams": " and ".join(f"{lam:g}" for lam in lambdas),
         "kr_agree_bar": f"{AGREEMENT_BAR:.0%}", "kr_loss_bar": f"{LOSS_ERROR_BAR:.0%}",
