@@ -115,7 +115,8 @@ def test_lipschitz_estimate_is_exact_for_a_quadratic_model():
 def test_lipschitz_at_takes_the_running_max_and_refuses_to_extrapolate():
     curve = pd.DataFrame({"radius": [0.1, 0.2, 0.4], "mean": [1.0, 3.0, 2.0], "max": [2.0, 5.0, 4.0], "n": 3})
     assert bound.lipschitz_at(curve, 0.05) == 2.0
-    assert bound.lipschitz_at(curve, 0.15) == 2.0
+    assert bound.lipschitz_at(curve, 0.1) == 2.0  # a drift on the grid uses that radius
+    assert bound.lipschitz_at(curve, 0.15) == 5.0  # the ball of radius 0.15 needs the samples at 0.2 ≥ 0.15
     assert bound.lipschitz_at(curve, 0.3) == 5.0
     assert bound.lipschitz_at(curve, 0.4) == 5.0  # the running max keeps the larger value seen at 0.2
     assert math.isnan(bound.lipschitz_at(curve, 1.0))
@@ -320,3 +321,75 @@ def test_bound_table_skips_the_unmoved_start_and_reports_ratios():
     assert table["ratio_anchored"].iloc[1] == pytest.approx(0.2 / 2.0)
     assert not bound.bound_table(log.assign(gap_train=[0.0, 0.25025]), curve, lam=0.5)["gap_exceeds_measured"].any()
     assert bound.bound_table(log.assign(gap_train=[0.0, 0.2503]), curve, lam=0.5)["gap_exceeds_measured"].iloc[1]
+
+
+# ---------------------------------------------------------------------------------------------- the honest L
+
+
+def test_lipschitz_at_uses_grid_radii_at_or_above_the_drift():
+    """The sup over the ball of radius d needs samples out to d: L(d) comes from the first grid radius ≥ d. The old
+    rule (running max up to the largest radius ≤ d) gives 1.0 here and leaves the shell (0.1, 0.5] unsampled."""
+    curve = pd.DataFrame({"radius": [0.1, 1.0], "max": [1.0, 10.0], "mean": [1.0, 10.0], "n": 1})
+    assert bound.lipschitz_at(curve, 0.5) == 10.0
+    assert bound.lipschitz_at(curve, 1.0) == 10.0 and math.isnan(bound.lipschitz_at(curve, 1.01))
+    assert np.allclose(bound.lipschitz_at(curve, np.array([0.0, 0.1, 0.10001, 0.99])), [1.0, 1.0, 10.0, 10.0])
+    assert np.allclose(bound.covering_radius(curve, np.array([0.05, 0.1, 0.5])), [0.1, 0.1, 1.0])
+    assert math.isnan(bound.covering_radius(curve, 2.0))
+    log = pd.DataFrame({"step": [0, 1, 2], "task_loss": [0.5, 0.4, 0.3], "drift_total": [0.0, 0.05, 0.5],
+                        "gap_train": [0.0, 0.001, 0.01]})
+    table = bound.bound_table(log, curve, lam=50.0)  # drift bound √(2·0.5/50) ≈ 0.14 → radius 1.0
+    assert (table["radius_measured"] >= table["drift"]).all()
+    assert table["radius_anchored"].iloc[0] == 1.0 and table["L_anchored"].iloc[0] == 10.0
+    assert table["L_measured"].tolist() == [1.0, 1.0, 10.0]
+
+
+def test_worst_direction_finds_the_top_curvature_of_a_quadratic():
+    f, theta0, A = _quadratic_model(p=12, c=3)
+    A0 = A[0]
+
+    def f0(params):
+        t = params["theta"]
+        return (0.5 * t @ A0 @ t).reshape(1, 1)
+
+    top = torch.linalg.eigvalsh(A0).abs().max().item()
+    u, history = bound.worst_direction(f0, theta0, 0.3, iters=60, seed=0)
+    assert list(history.columns) == ["iteration", "radius", "L_jac"] and len(history) == 61
+    assert history["L_jac"].iloc[-1] == pytest.approx(top, rel=1e-4)  # the power method on the Hessian
+    # the returned direction is the best iterate, and jacobian_lipschitz reports the same ratio along it
+    along = bound.jacobian_lipschitz(f0, theta0, [0.3], directions=[u])["L_jac"].iloc[0]
+    assert along == pytest.approx(history["L_jac"].max(), rel=1e-9)
+    # several outputs: a few iterations beat the start and many random directions
+    _, hist3 = bound.worst_direction(f, theta0, 0.5, iters=10, seed=2)
+    random = bound.jacobian_lipschitz(f, theta0, [0.5], n_samples=50, seed=1)["L_jac"].max()
+    assert hist3["L_jac"].max() > max(hist3["L_jac"].iloc[0], random)
+    # iteration 1 is g/‖g‖ with g = Σ_c (ûᵀA_c û) A_c û for a quadratic (the gradient of ‖D(u)‖² up to a factor)
+    start = bound.random_directions(theta0, 1, seed=5)[0]
+    _, h1 = bound.worst_direction(f, theta0, 0.5, iters=1, start=start)
+    s = start["theta"]
+    g = torch.einsum("c,cpq,q->p", torch.einsum("p,cpq,q->c", s, A, s), A, s)
+    want = torch.linalg.vector_norm(torch.einsum("p,cpq,q->c", g, A, g)).item() / (g @ g).item()
+    assert h1["L_jac"].iloc[1] == pytest.approx(want, rel=1e-6)
+    start_only, h0 = bound.worst_direction(f, theta0, 0.5, iters=0, start=start)
+    assert len(h0) == 1 and torch.allclose(start_only["theta"], s)
+    with pytest.raises(LinftError, match="iters"):
+        bound.worst_direction(f, theta0, 0.5, iters=-1)
+    with pytest.raises(LinftError, match="radius"):
+        bound.worst_direction(f, theta0, 0.0)
+
+
+def test_worst_direction_runs_on_minilm_lora(one_thread, tiny_lora):
+    model, batch = tiny_lora(["a great film", "an awful movie"], [1, 0], max_length=8)
+    f, theta0 = bound.functional(model, batch)
+    u, history = bound.worst_direction(f, theta0, 0.5, iters=2, seed=0)
+    assert set(u) == set(theta0) and len(history) == 3 and (history["L_jac"] >= 0).all()
+    assert history["L_jac"].max() >= history["L_jac"].iloc[0]
+
+
+def test_objective_increases_lists_every_rise():
+    values = [3.0, 2.0, 2.5, 1.0, 1.2, 1.2 * (1 + 1e-8)]
+    rises = bound.objective_increases(values)
+    assert rises["step"].tolist() == [2, 4] and len(rises) == bound.descent_violations(values)
+    assert rises["rise"].tolist() == pytest.approx([0.5, 0.2]) and rises["rel_rise"].iloc[0] == pytest.approx(0.25)
+    assert bound.objective_increases([1.0, 0.5]).empty
+    with pytest.raises(LinftError, match="non-finite"):
+        bound.objective_increases([1.0, float("inf")])

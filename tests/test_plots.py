@@ -453,3 +453,47 @@ def test_kappa_lambda_curves():
     assert len(ax.get_lines()) >= 4  # two curves, two marks
     with pytest.raises(LinftError, match="missing"):
         nplots.kappa_lambda_curves(pd.DataFrame(rows).drop(columns="kappa_lambda"))
+
+
+# ------------------------------------------------------------------------------------------------ chapter 2, seeds
+
+
+@pytest.fixture
+def seed_bound_tables(bound_tables):
+    frames = [bound_tables.assign(seed=s, ratio_measured=0.5 + 0.1 * s, ratio_anchored=0.01 * (1 + s))
+              for s in (0, 1)]
+    frame = pd.concat(frames, ignore_index=True)
+    frame.loc[frame["lam"] == 0, "ratio_anchored"] = np.nan
+    return frame
+
+
+def test_bound_ratios(seed_bound_tables):
+    ax_meas, ax_anch = check_figure(lplots.bound_ratios(seed_bound_tables), 2)
+    assert ax_meas.get_yscale() == ax_anch.get_yscale() == "log"
+    assert len(ax_meas.collections) == 2  # one red x per seed at the step flagged in the fixture
+    assert legend_texts(ax_meas) == ["λ = 0", "λ = 0.1", "λ = 1"]
+    with pytest.raises(LinftError, match="missing \\['ratio_anchored'\\]"):
+        lplots.bound_ratios(seed_bound_tables.drop(columns="ratio_anchored"))
+
+
+def test_objective_curves():
+    frame = pd.DataFrame({"seed": 0, "lam": [0.0] * 4 + [5.0] * 4, "step": list(range(4)) * 2,
+                          "objective": [1.0, 0.8, 0.9, 0.5, 1.0, 0.9, 0.85, 0.84]})
+    rises = pd.DataFrame({"seed": [0], "lam": [0.0], "step": [2]})
+    (ax,) = check_figure(lplots.objective_curves(frame, rises), 1)
+    assert len(ax.lines) == 2 and len(ax.collections) == 1
+    assert ax.get_ylabel() == "F(θ_t) / F(θ0)"
+    (ax,) = check_figure(lplots.objective_curves(frame.drop(columns="seed")), 1)
+    assert not ax.collections
+    with pytest.raises(LinftError, match="missing \\['objective'\\]"):
+        lplots.objective_curves(frame.drop(columns="objective"))
+
+
+def test_tradeoff_anchors():
+    rows = [{"task": t, "lam": lam, "anchor": a, "rel_gap": 0.01 + lam / 100, "acc": 0.7, "acc_low": 0.65,
+             "acc_high": 0.75} for t in ("mr", "subj") for lam, a in ((0.0, "none"), (50.0, "all"), (50.0, "lora"))]
+    axes = check_figure(lplots.tradeoff_anchors(pd.DataFrame(rows)), 2)
+    assert [ax.get_title() for ax in axes] == ["mr", "subj"]
+    assert legend_texts(axes[-1]) == ["λ = 0", "λ = 50", "anchor: none", "anchor: all", "anchor: lora"]
+    with pytest.raises(LinftError, match="missing \\['acc_low'\\]"):
+        lplots.tradeoff_anchors(pd.DataFrame(rows).drop(columns="acc_low"))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from linft import LinftError
-from linft.stats import accuracy_ci, bootstrap_ci, paired_bootstrap_ci, verdict
+from linft.stats import accuracy_ci, bootstrap_ci, hierarchical_ci, paired_bootstrap_ci, verdict
 
 
 def test_bootstrap_interval_contains_the_estimate_and_narrows_with_n():
@@ -59,3 +59,17 @@ def test_verdicts():
 def test_bad_input(call, match):
     with pytest.raises(LinftError, match=match):
         call()
+
+
+def test_hierarchical_ci():
+    rng = np.random.default_rng(0)
+    same = [np.ones(20), np.ones(30)]
+    assert hierarchical_ci(same) == (1.0, 1.0, 1.0)
+    data = [rng.normal(0.6, 0.1, 50) for _ in range(3)]
+    est, low, high = hierarchical_ci(data)
+    assert low < est < high and est == pytest.approx(np.mean([d.mean() for d in data]))
+    ratio, rlo, rhi = hierarchical_ci([np.column_stack([d, d / 2]) for d in data],
+                                               lambda a: a[:, 0].sum() / a[:, 1].sum(), log=True)
+    assert ratio == pytest.approx(2.0) and rlo == pytest.approx(2.0) and rhi == pytest.approx(2.0)
+    with pytest.raises(LinftError, match="non-empty"):
+        hierarchical_ci([np.array([])])

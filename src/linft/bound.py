@@ -48,9 +48,12 @@ the Jacobian with Jacobian-vector products (``torch.func.jvp``, exact up to floa
 
 A maximum over finitely many sampled directions is a *lower* estimate of the supremum in step 2, so a bound built
 from it is an estimate, not a certificate. Random isotropic directions can also miss the directions training takes;
-pass ``directions=[θ_T − θ0]`` to probe along a trajectory. :func:`lipschitz_at` turns the samples into L over a ball
-(running maximum over the sampled radii up to the ball's radius). :func:`bound_table` lines up a training log with
-both bounds and flags every step where the measured gap exceeds them.
+pass ``directions=[...]`` to probe along chosen directions (the book uses other runs' θ_T − θ0, never the checked
+run's own: a bound checked with L measured along the very path it bounds is close to self-fulfilling), and
+:func:`worst_direction` to search for a bad direction by power iteration. :func:`lipschitz_at` turns the samples
+into L over a ball (running maximum over the sampled radii up to the first one at or above the ball's radius).
+:func:`bound_table` lines up a training log with both bounds and flags every step where the measured gap exceeds
+them; :func:`objective_increases` lists the steps where the anchored objective rose (step 1's one assumption).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.func import jvp
+from torch.func import jvp, vjp
 
 from linft import LinftError, check_choice, check_positive_int, require_columns
 from linft.batches import check_batch
@@ -80,6 +83,9 @@ __all__ = [
     "jacobian_lipschitz",
     "lipschitz_curve",
     "lipschitz_at",
+    "covering_radius",
+    "worst_direction",
+    "objective_increases",
     "bound_table",
     "PROBES",
 ]
@@ -396,11 +402,15 @@ def lipschitz_curve(samples: pd.DataFrame, column: str = "L_jac") -> pd.DataFram
 
 
 def lipschitz_at(curve: pd.DataFrame, radius, stat: str = "max", extrapolate: bool = False):
-    """L over the ball of radius ``radius``: the running maximum of ``curve[stat]`` over sampled radii ≤ ``radius``.
+    """L over the ball of radius ``radius``, from sampled radii **at or above** it.
 
-    Step 2 needs the Jacobian change at every distance s·‖u‖, s ∈ [0, 1], so a ball's constant is the largest
-    sampled ratio at radii up to its radius (at least the smallest sampled radius's value). Beyond the largest
-    sampled radius the value is unknown: NaN, or with ``extrapolate`` the largest-radius value (an optimistic guess).
+    Step 2 needs the Jacobian change at every distance s·‖u‖ ≤ ‖u‖ = d, so a ball's constant must cover every
+    radius up to d. The value returned for d is the running maximum of ``curve[stat]`` over the sampled radii up to
+    and including r*(d), the smallest sampled radius ≥ d: the samples taken at radius r*(d) probe the Jacobian out
+    to r*(d) ≥ d, so they cover the whole ball of radius d. (Stopping at the largest sampled radius ≤ d would leave
+    the shell between it and d unsampled.) Below the smallest sampled radius, r* is the smallest radius. Beyond
+    the largest sampled radius the value is unknown: NaN, or with ``extrapolate`` the running maximum over all
+    radii (an optimistic guess). Sample radii above every drift a bound is asked for (see the chapter's grid).
     ``radius`` may be a float or an array; returns the same.
     """
     if not isinstance(curve, pd.DataFrame) or "radius" not in curve or stat not in curve:
@@ -413,13 +423,108 @@ def lipschitz_at(curve: pd.DataFrame, radius, stat: str = "max", extrapolate: bo
     query = np.asarray(radius, dtype=np.float64)
     if np.any(np.isnan(query)) or np.any(query < 0):
         raise LinftError(f"radius must be >= 0, got {radius}")
-    idx = np.searchsorted(r, query, side="right") - 1
+    # r*(d): the first sampled radius >= d (a relative 1e-9 slack so that d equal to a grid radius picks it)
+    idx = np.searchsorted(r, query * (1 - 1e-9), side="left")
     out = running[np.clip(idx, 0, len(r) - 1)]
-    beyond = query > r[-1] * (1 + 1e-9)
+    beyond = idx >= len(r)
     if not extrapolate:
-        out = np.where(beyond & np.isfinite(query), np.nan, out)
-        out = np.where(np.isinf(query), np.nan, out)
+        out = np.where(beyond, np.nan, out)
     return float(out) if out.ndim == 0 else out
+
+
+def covering_radius(curve: pd.DataFrame, radius):
+    """r*(d): the smallest sampled radius of ``curve`` at or above ``radius`` (NaN beyond the largest), the radius
+    whose samples :func:`lipschitz_at` uses for a ball of radius d. Float or array, like ``radius``."""
+    if not isinstance(curve, pd.DataFrame) or "radius" not in curve or curve.empty:
+        raise LinftError("curve must be a non-empty DataFrame with a 'radius' column (lipschitz_curve)")
+    r = np.sort(curve["radius"].to_numpy(dtype=np.float64))
+    query = np.asarray(radius, dtype=np.float64)
+    idx = np.searchsorted(r, query * (1 - 1e-9), side="left")
+    out = np.where(idx >= len(r), np.nan, r[np.clip(idx, 0, len(r) - 1)])
+    return float(out) if out.ndim == 0 else out
+
+
+def worst_direction(
+    f: Callable, theta0, radius: float, iters: int = 3, *, start: Params | None = None, seed: int = 0
+) -> tuple[OrderedDict[str, torch.Tensor], pd.DataFrame]:
+    """A direction that makes the Jacobian change large: power iteration on the second-order term at one radius.
+
+    For a unit direction û and u = r û, with D(u) = (J(θ0 + u) − J(θ0)) u (two Jacobian-vector products), the
+    iteration is
+
+        û ← g / ‖g‖,   g = (J(θ0 + u) − J(θ0))ᵀ D(u)   (two vector-Jacobian products, at θ0 + u and at θ0).
+
+    For a quadratic f, J(θ0 + u) − J(θ0) = ∇²f[u, ·], so g is exactly ¼ ∇_u ‖D(u)‖²: the step is the
+    higher-order power method for max ‖∇²f[û, û]‖ on the unit sphere (with one output, the ordinary power method:
+    it converges to the top eigenvector of the Hessian). For a general f, g is the finite-difference (Jacobian
+    difference) version of that gradient, exact up to third-order terms. Only first-order automatic
+    differentiation is used (``torch.func.jvp`` and ``torch.func.vjp``), so it runs on any model
+    :func:`functional` wraps. Cost per iteration: two jvps and one vjp (plus one vjp at θ0, built once).
+
+    The iteration is not guaranteed to increase the ratio at every step (the objective is quartic), so the
+    direction returned is the best one seen, and every iterate's ratio is reported.
+
+    Args:
+        f, theta0: as for :func:`jacobian_lipschitz`.
+        radius: r > 0, the distance from θ0 at which the Jacobian change is measured.
+        iters: power iterations (≥ 0; 0 returns the start).
+        start: the starting direction (any non-zero norm); default one isotropic random direction (``seed``).
+        seed: seeds the default start.
+
+    Returns:
+        ``(direction, history)``: the best unit direction (name → tensor), and a DataFrame with one row per iterate
+        (``iteration`` 0 = the start, ``radius``, ``L_jac`` = ‖D(u)‖/r², the quantity :func:`jacobian_lipschitz`
+        reports along û).
+    """
+    theta0 = _params(theta0)
+    if not callable(f):
+        raise LinftError(f"f must be a function θ → logits, got {type(f).__name__}")
+    r = _number(radius, "radius", positive=True)
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
+        raise LinftError(f"iters must be an integer >= 0, got {iters!r}")
+    u_hat = random_directions(theta0, 1, seed=seed)[0] if start is None else _check_direction(start, theta0, 0)
+    t0 = dict(theta0)
+    with torch.enable_grad():
+        _, vjp0 = vjp(f, t0)
+    rows, best, best_ratio = [], u_hat, -1.0
+    for k in range(iters + 1):
+        u = _scaled(u_hat, r)
+        point = _combine(theta0, u)
+        with torch.no_grad():
+            _, ju0 = jvp(f, (t0,), (dict(u),))
+            _, juu = jvp(f, (dict(point),), (dict(u),))
+        d = (juu - ju0).detach()
+        ratio = torch.linalg.vector_norm(d.double()).item() / r**2
+        rows.append({"iteration": k, "radius": r, "L_jac": ratio})
+        if ratio > best_ratio:
+            best, best_ratio = u_hat, ratio
+        if k == iters:
+            break
+        with torch.enable_grad():
+            _, vjp_u = vjp(f, dict(point))
+            (g_u,), (g_0,) = vjp_u(d), vjp0(d)
+        g = OrderedDict((n, (g_u[n] - g_0[n]).detach()) for n in theta0)
+        norm = _norm(g).item()
+        if not norm > 0 or not math.isfinite(norm):
+            break  # no curvature along û (or a non-finite value): keep the best direction so far
+        u_hat = _scaled(g, 1.0 / norm)
+    return best, pd.DataFrame(rows)
+
+
+def objective_increases(objective, rtol: float = 1e-6) -> pd.DataFrame:
+    """Every step at which the anchored objective rose by more than ``rtol`` (relative), one row each.
+
+    ``objective``: F at steps 0 … T (e.g. ``TrainResult.objective`` of a full-batch run). Columns ``step`` (the
+    step after the rise, t + 1), ``before`` (F_t), ``after`` (F_{t+1}), ``rise`` and ``rel_rise`` (rise / |F_t|).
+    Its length is :func:`descent_violations` of the same values.
+    """
+    values = np.asarray(objective, dtype=np.float64).reshape(-1)
+    descent_violations(values, rtol)  # the same checks (non-empty, finite, rtol)
+    increase = np.diff(values)
+    scale = np.maximum(np.abs(values[:-1]), 1e-12)
+    hit = np.flatnonzero(increase > rtol * scale)
+    return pd.DataFrame({"step": hit + 1, "before": values[hit], "after": values[hit + 1], "rise": increase[hit],
+                         "rel_rise": increase[hit] / scale[hit]})
 
 
 # ---------------------------------------------------------------------------------------------- a training log
@@ -443,8 +548,10 @@ def bound_table(
     - ``step``, ``lam``, ``R``, ``objective`` (R + penalty), ``drift`` (measured ‖θ_t − θ0‖), ``gap`` (measured);
     - ``drift_bound`` = √(2R(θ0)/λ) and ``drift_bound_t`` = √(2(R(θ0) − R(θ_t))/λ) (step 1);
     - ``L_measured`` = L over the ball of the measured drift, ``bound_measured`` = (L/2)·drift² (step 2, a
-      posteriori; also defined for λ = 0);
+      posteriori; also defined for λ = 0); ``radius_measured`` = the sampled radius ≥ drift it comes from
+      (:func:`covering_radius`);
     - ``L_anchored`` = L over the ball of radius drift_bound, ``bound_anchored`` = L·R(θ0)/λ (step 3, a priori);
+      ``radius_anchored`` likewise;
     - ``ratio_measured`` = gap / bound_measured and ``ratio_anchored`` = gap / bound_anchored (≤ 1 where the bound
       holds);
     - ``drift_exceeds``, ``gap_exceeds_measured``, ``gap_exceeds_anchored``: booleans, True where the measured
@@ -486,8 +593,10 @@ def bound_table(
             "drift_bound_t": d_bound_t,
             "gap": measured,
             "L_measured": L_meas,
+            "radius_measured": covering_radius(curve, drift),
             "bound_measured": b_meas,
             "L_anchored": L_anch,
+            "radius_anchored": covering_radius(curve, d_bound) if lam > 0 else float("nan"),
             "bound_anchored": b_anch,
         }
     )

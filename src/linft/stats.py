@@ -6,13 +6,14 @@ settings measured on the same examples uses :func:`paired_bootstrap_ci`, which r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from linft import LinftError, check_positive_int
 
-__all__ = ["bootstrap_ci", "paired_bootstrap_ci", "accuracy_ci", "verdict"]
+__all__ = ["bootstrap_ci", "paired_bootstrap_ci", "hierarchical_ci", "accuracy_ci", "verdict"]
 
 
 def _as_array(values, name: str) -> np.ndarray:
@@ -52,6 +53,41 @@ def paired_bootstrap_ci(a, b, *, n_boot: int = 2000, level: float = 0.95, seed: 
     if a.shape != b.shape:
         raise LinftError(f"a and b must pair up example by example, got {a.size} and {b.size} values")
     return bootstrap_ci(a - b, n_boot=n_boot, level=level, seed=seed)
+
+
+def hierarchical_ci(per_seed, statistic=np.mean, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                    log: bool = False) -> tuple[float, float, float]:
+    """``(estimate, low, high)``: the mean over seeds of ``statistic(per-seed array)`` with a two-level percentile
+    bootstrap interval: resample the seeds with replacement, then the rows (examples) of each drawn seed.
+
+    ``per_seed``: one array per seed, rows = examples (1-D, or 2-D with paired columns, e.g. correctness of two
+    settings on the same examples). With ``log`` the mean is taken over log ``statistic`` (a geometric mean, for
+    ratios). With one seed this is the ordinary bootstrap over examples (:func:`linft.stats.bootstrap_ci`).
+    """
+    arrays = [np.asarray(a, dtype=np.float64) for a in per_seed]
+    if not arrays or any(a.shape[0] == 0 for a in arrays):
+        raise LinftError("hierarchical_ci needs one non-empty array per seed")
+    n_boot = check_positive_int(n_boot, "n_boot")
+    if not 0 < level < 1:
+        raise LinftError(f"level must be in (0, 1), got {level!r}")
+
+    def _value(a):
+        v = float(statistic(a))
+        return math.log(v) if log and v > 0 else (-math.inf if log else v)
+
+    values = [_value(a) for a in arrays]
+    if not np.all(np.isfinite(values)):
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        picks = rng.integers(0, len(arrays), len(arrays))
+        boots[b] = np.mean([_value(arrays[i][rng.integers(0, arrays[i].shape[0], arrays[i].shape[0])])
+                            for i in picks])
+    boots = boots[np.isfinite(boots)]
+    tail = (1 - level) / 2
+    est, low, high = float(np.mean(values)), float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail))
+    return (math.exp(est), math.exp(low), math.exp(high)) if log else (est, low, high)
 
 
 def accuracy_ci(predictions, labels, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:

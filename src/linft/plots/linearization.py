@@ -22,6 +22,9 @@ __all__ = [
     "lipschitz_vs_radius",
     "tradeoff",
     "loglog_slope",
+    "bound_ratios",
+    "objective_curves",
+    "tradeoff_anchors",
 ]
 
 
@@ -251,6 +254,106 @@ def tradeoff(table: pd.DataFrame, x: str = "rel_gap_eval", y: str = "eval_acc"):
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=_lam_label(lam)) for lam, c in colors.items()]
     handles += [plt.Line2D([], [], marker="o", ls="", color="0.5", label="plain"),
                 plt.Line2D([], [], marker="s", ls="", color="0.5", markeredgecolor="black", label="selective")]
+    axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def bound_ratios(tables: pd.DataFrame):
+    """Every checked step of every (seed, λ) run: measured gap over its a-posteriori bound (L/2)·drift² (left) and
+    over its a-priori bound L·R0/λ (right), on log axes, one colour per λ, with the line ratio = 1; steps above a
+    bound are marked with a red x.
+
+    ``tables``: concatenated :func:`linft.bound.bound_table` frames with columns ``lam``, ``step``,
+    ``ratio_measured``, ``ratio_anchored``, ``gap_exceeds_measured``, ``gap_exceeds_anchored`` (and optionally
+    ``seed``: each seed is its own line).
+    """
+    need = ["lam", "step", "ratio_measured", "ratio_anchored", "gap_exceeds_measured", "gap_exceeds_anchored"]
+    require_columns(tables, need, "bound_ratios")
+    frame = tables if "seed" in tables else tables.assign(seed=0)
+    colors = _lam_colors(frame["lam"])
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 3.8))
+    panels = (("ratio_measured", "gap_exceeds_measured", "gap / ((L/2)·‖θ_t − θ0‖²)"),
+              ("ratio_anchored", "gap_exceeds_anchored", "gap / (L·R(θ0)/λ)"))
+    for ax, (column, flag, label) in zip(axes, panels):
+        for (lam, _), part in frame.groupby(["lam", "seed"]):
+            part = part.sort_values("step")
+            pos = part[(part[column] > 0) & np.isfinite(part[column])]
+            ax.plot(pos["step"], pos[column], color=colors[float(lam)], marker=".", lw=1, alpha=0.8)
+            bad = part[part[flag]]
+            if not bad.empty:
+                ax.scatter(bad["step"], bad[column], marker="x", color="red", s=40, zorder=5)
+        ax.axhline(1.0, color="0.3", ls="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+    axes[0].set_title("a posteriori (measured drift)", fontsize=10)
+    axes[1].set_title("a priori (λ > 0)", fontsize=10)
+    handles = [plt.Line2D([], [], color=c, marker=".", label=_lam_label(lam)) for lam, c in colors.items()]
+    axes[0].legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def objective_curves(frame: pd.DataFrame, rises: pd.DataFrame | None = None):
+    """The anchored objective F(θ_t)/F(θ0) at every step of every (seed, λ) run (log y), one colour per λ; the
+    steps where F rose (``rises``: rows with ``seed``, ``lam``, ``step``) are marked with a red x.
+
+    ``frame``: one row per (seed, λ, step) with columns ``lam``, ``step``, ``objective`` (and optionally ``seed``).
+    """
+    require_columns(frame, ["lam", "step", "objective"], "objective_curves")
+    frame = frame if "seed" in frame else frame.assign(seed=0)
+    colors = _lam_colors(frame["lam"])
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    for (lam, seed), part in frame.groupby(["lam", "seed"]):
+        part = part.sort_values("step")
+        ratio = part["objective"] / part["objective"].iloc[0]
+        ax.plot(part["step"], ratio, color=colors[float(lam)], lw=1.2, alpha=0.8)
+        if rises is not None and len(rises):
+            hit = rises[(rises["lam"] == lam) & (rises["seed"] == seed)]
+            if hit.empty:
+                continue
+            marked = part.set_index("step").loc[hit["step"], "objective"] / part["objective"].iloc[0]
+            ax.scatter(hit["step"], marked, marker="x", color="red", s=40, zorder=5)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("F(θ_t) / F(θ0)")
+    ax.set_title("anchored objective at every step (red x: a rise)", fontsize=10)
+    handles = [plt.Line2D([], [], color=c, label=_lam_label(lam)) for lam, c in colors.items()]
+    ax.legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+_ANCHOR_MARKERS = {"none": "s", "all": "o", "lora": "^"}
+
+
+def tradeoff_anchors(summary: pd.DataFrame, x: str = "rel_gap", y: str = "acc"):
+    """Accuracy (mean over seeds, with its interval ``acc_low``–``acc_high`` as an error bar) against the
+    relative linearization gap, one panel per task; colour = λ, marker = anchor (``none`` for λ = 0, ``all``:
+    every trained tensor, ``lora``: the LoRA matrices only).
+
+    ``summary``: one row per (task, λ, anchor) with columns ``task``, ``lam``, ``anchor``, ``x``, ``y``,
+    ``acc_low``, ``acc_high``.
+    """
+    require_columns(summary, ["task", "lam", "anchor", x, y, "acc_low", "acc_high"], "tradeoff_anchors")
+    tasks = list(dict.fromkeys(summary["task"]))
+    colors = _lam_colors(summary["lam"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.9 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for row in summary[summary["task"] == task].itertuples():
+            value = getattr(row, y)
+            err = [[max(value - row.acc_low, 0.0)], [max(row.acc_high - value, 0.0)]]
+            ax.errorbar(getattr(row, x), value, yerr=err, color=colors[float(row.lam)],
+                        marker=_ANCHOR_MARKERS.get(row.anchor, "D"), ms=7, capsize=3, ls="")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # a narrow log range would crowd minor labels
+        ax.set_title(task)
+        ax.set_xlabel("relative gap ‖f − f_lin‖/‖f‖ (eval)")
+    axes[0, 0].set_ylabel("eval accuracy (95 % interval)")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=_lam_label(lam)) for lam, c in colors.items()]
+    handles += [plt.Line2D([], [], marker=m, ls="", color="0.5", label=f"anchor: {a}")
+                for a, m in _ANCHOR_MARKERS.items() if a in set(summary["anchor"])]
     axes[0, -1].legend(handles=handles, fontsize=7, loc="best")
     fig.tight_layout()
     return fig
