@@ -41,3 +41,20 @@ def tiny_lora():
         return add_lora(model), batch
 
     return make
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """A tiny smoke scale for the protocols of linft.experiments: 8 examples of 16 tokens, 2 steps, λ ∈ {0, 50}."""
+    from linft.scales import get_scale
+
+    return get_scale("smoke", n_train=8, n_eval=8, ntk_n=8, max_length=16, train_steps=2, batch_size=4,
+                     lambdas=(0.0, 50.0))
+
+
+@pytest.fixture(scope="module")
+def setup(cfg, one_thread):
+    """``linft.experiments.setup_task("mr", cfg)``: MiniLM + LoRA and train/eval batches at the tiny scale."""
+    from linft.experiments import setup_task
+
+    return setup_task("mr", cfg, seed=0)

@@ -6,21 +6,10 @@ import pytest
 import torch
 
 from linft import data, models, predict, spectral
-from linft.experiments import kernels, setup_task
+from linft.experiments import kernels
 from linft.scales import get_scale
 
 TASKS = ["mr", "subj"]
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return get_scale("smoke", n_train=8, n_eval=8, ntk_n=8, max_length=16, train_steps=2, batch_size=4,
-                     lambdas=(0.0, 50.0))
-
-
-@pytest.fixture(scope="module")
-def setup(cfg, one_thread):
-    return setup_task("mr", cfg, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,10 @@
 """linft.experiments at smoke size, chapter 1's protocols: consistent tables and the numbers the chapter quotes."""
 
-import pytest
 import torch
 
-from linft.experiments import linearization, setup_task
-from linft.scales import get_scale
+from linft.experiments import linearization
 
 TASKS = ["mr", "subj"]
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return get_scale("smoke", n_train=8, n_eval=8, ntk_n=8, max_length=16, train_steps=2, batch_size=4,
-                     lambdas=(0.0, 50.0))
-
-
-@pytest.fixture(scope="module")
-def setup(cfg, one_thread):
-    return setup_task("mr", cfg, seed=0)
 
 
 def test_real_vs_linearized_starts_together(cfg, setup):
