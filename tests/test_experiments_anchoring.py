@@ -49,12 +49,17 @@ def test_step_size_per_lambda_is_c_over_beta_plus_lambda_and_every_step_is_logge
     gd = anchoring.gd_runs(setup, cfg, None, 4, seed=0, c=0.5, steps=3)
     batch = gd.batch
     for lam, run in gd.runs.items():
-        want = gd_step_size(setup.model, batch, lam, 0.5)["lr"]
+        measured = gd_step_size(setup.model, batch, lam, 0.5)
+        want = measured["lr"]
         assert gd.lr[lam] == pytest.approx(want, rel=1e-6) == run.config.lr
+        assert gd.kappa_lambda[lam] == pytest.approx(measured["kappa_lambda"], rel=1e-6)
+        kappa = (measured["mu_max"] + measured["N"] * lam) / (measured["mu_min"] + measured["N"] * lam)
+        assert gd.kappa_lambda[lam] == pytest.approx(kappa, rel=1e-9)
         assert gd.lr[lam] == pytest.approx(0.5 / (gd.beta + lam))
         assert run.log["step"].tolist() == [0, 1, 2, 3] and len(run.objective) == 4  # every step logged and checked
         assert run.config.anchor == "all" and run.config.optimizer == "gd" and run.config.batch_size is None
     assert gd.lr[50.0] * 50.0 < 1  # the old fixed step 0.02 had ηλ = 1 at λ = 50
+    assert gd.kappa_lambda[50.0] < gd.kappa_lambda[0.0]  # the ridge Nλ compresses the spectrum
     assert sum(gd.descent.values()) == len(gd.increases)
     fixed = anchoring.gd_runs(setup, cfg, 0.02, 4, steps=1)
     assert fixed.lr_of(50.0) == 0.02 and np.isnan(fixed.beta)

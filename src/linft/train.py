@@ -695,7 +695,8 @@ def gd_step_size(
             trained tensors) for a step used to train them all.
 
     Returns:
-        ``{"beta": β̂, "lr": c/(β̂ + λ), "mu_max": μmax(K), "N": N, "c": c}``.
+        ``{"beta": β̂, "lr": c/(β̂ + λ), "mu_max": μmax(K), "mu_min": μmin(K) (clipped at 0), "N": N, "c": c,
+        "kappa_lambda": (μmax + Nλ)/(μmin + Nλ)}``.
     """
     from linft.ntk import empirical_ntk
     from linft.spectral import eigenvalues
@@ -723,12 +724,14 @@ def gd_step_size(
             _write(net, current)
     else:
         kernel = empirical_ntk(model, batch, params=params, output=output, per_layer=False)
-    mu_max = float(eigenvalues(kernel)[-1])
+    values = eigenvalues(kernel)
+    mu_max, mu_min = float(values[-1]), max(float(values[0]), 0.0)
     n = int(kernel.values.shape[0])
     beta = mu_max / n
     if not beta + lam > 0:
         raise LinftError("β̂ + λ = 0 (the outputs do not depend on these parameters and λ = 0): no step size follows")
-    return {"beta": beta, "lr": c / (beta + lam), "mu_max": mu_max, "N": n, "c": c}
+    return {"beta": beta, "lr": c / (beta + lam), "mu_max": mu_max, "mu_min": mu_min, "N": n, "c": c,
+            "kappa_lambda": (mu_max + n * lam) / (mu_min + n * lam) if mu_min + n * lam > 0 else float("inf")}
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ class GDRuns:
     c: float = float("nan")
     seed: int = 0
     increases: pd.DataFrame = field(default_factory=pd.DataFrame)  # every rise of F: lam, step, rise, rel_rise
+    kappa_lambda: dict = field(default_factory=dict)  # κ_λ = (μmax + Nλ)/(μmin + Nλ) of the trained eNTK at θ0, by λ
 
     def lr_of(self, lam: float) -> float:
         """The step size the run at ``lam`` used."""
@@ -72,10 +73,13 @@ def gd_runs(setup: TaskSetup, cfg: Scale, lr: float | None = None, gap_n: int = 
     steps = cfg.train_steps if steps is None else int(steps)
     lams = tuple(cfg.lambdas if lambdas is None else lambdas)
     start = time.perf_counter()
-    beta = float("nan")
+    beta, kappas = float("nan"), {}
     if lr is None:
-        beta = gd_step_size(setup.model, batch, 0.0, c)["beta"]
+        measured = gd_step_size(setup.model, batch, 0.0, c)
+        beta, N = measured["beta"], measured["N"]
         lrs = {lam: c / (beta + lam) for lam in lams}
+        kappas = {lam: (measured["mu_max"] + N * lam) / (measured["mu_min"] + N * lam)
+                  if measured["mu_min"] + N * lam > 0 else float("inf") for lam in lams}
     else:
         lrs = {lam: float(lr) for lam in lams}
     runs = {}
@@ -88,7 +92,7 @@ def gd_runs(setup: TaskSetup, cfg: Scale, lr: float | None = None, gap_n: int = 
     increases = pd.concat([bound.objective_increases(run.objective, rtol).assign(lam=lam, seed=seed)
                            for lam, run in runs.items()], ignore_index=True)
     return GDRuns(runs, descent, batch, lrs if lr is None else float(lr), time.perf_counter() - start, beta=beta,
-                  c=c if lr is None else float("nan"), seed=seed, increases=increases)
+                  c=c if lr is None else float("nan"), seed=seed, increases=increases, kappa_lambda=kappas)
 
 
 # ================================================================================= the chapter's protocol (seeds)
@@ -412,7 +416,8 @@ def bound_check_seeds(gds: GDSeeds, lip: HeldOutLipschitz) -> BoundCheckSeeds:
     frames, frames_random, objectives = [], [], []
     for seed, gd in gds.runs.items():
         for lam, run in gd.runs.items():
-            extra = {"seed": seed, "lr": gd.lr_of(lam), "rel_gap": run.log["rel_gap_train"].to_numpy(),
+            extra = {"seed": seed, "lr": gd.lr_of(lam), "kappa_lambda": gd.kappa_lambda.get(lam, float("nan")),
+                     "rel_gap": run.log["rel_gap_train"].to_numpy(),
                      "rel_change_gap": run.log["rel_change_gap_train"].to_numpy(),
                      "gap_per_drift2": run.log["gap_per_drift2_train"].to_numpy()}
             frames.append(bound.bound_table(run.log, lip.curves[seed], lam, rtol=BOUND_RTOL).assign(**extra))
@@ -445,7 +450,8 @@ def bound_check_seeds(gds: GDSeeds, lip: HeldOutLipschitz) -> BoundCheckSeeds:
     final["gap / bound_anchored"] = final["gap"] / final["bound_anchored"]
     final["F rises"] = [gds.runs[s].descent[lam] for s, lam in zip(final["seed"], final["lam"])]
     final = final.rename(columns={"R": "R_T"})
-    columns = ["seed", "lam", "lr", "R0", "R_T", "R_T/R0", "drift", "drift_bound", *_GAPS, "bound_measured",
+    columns = ["seed", "lam", "lr", "kappa_lambda", "R0", "R_T", "R_T/R0", "drift", "drift_bound", *_GAPS,
+               "bound_measured",
                "bound_anchored", "gap / bound_anchored", "F rises"]
     final = final[columns]
     summary = final.drop(columns="seed").groupby("lam").mean()
@@ -517,15 +523,19 @@ def _bound_numbers(result: BoundCheckSeeds, gds: GDSeeds, checked, checked_rand,
         "tight_hi": f"{tight.max():.2g}" if len(tight) else "n/a",
         "gd_lam0": f"{lam0:g}", "gd_lam_hi": f"{lam_hi:g}",
         "gd_RT0": f"{summary.loc[lam0, 'R_T/R0']:.2f}", "gd_RT_hi": f"{summary.loc[lam_hi, 'R_T/R0']:.2f}",
+        "gd_kappa0": f"{summary.loc[lam0, 'kappa_lambda']:.3g}",
+        "gd_kappa_hi": f"{summary.loc[lam_hi, 'kappa_lambda']:.3g}",
     }
     for key, label in _GAPS.items():
         values = ratios[f"{label} ratio"]
         result.text[f"gd_ratio_{key}"] = f"{np.exp(np.log(values).mean()):.3g} ({values.min():.3g}–{values.max():.3g})"
-    per_lam = {f"lam={lam:g}": {k: summary.loc[lam, k] for k in ["lr", "R0", "R_T", "R_T/R0", "drift", "drift_bound",
+    per_lam = {f"lam={lam:g}": {k: summary.loc[lam, k] for k in ["lr", "kappa_lambda", "R0", "R_T", "R_T/R0", "drift",
+                                                                 "drift_bound",
                                                                  *_GAPS, "bound_measured", "bound_anchored",
                                                                  "F rises"]}
                for lam in summary.index}
-    keys = ["lr", "R0", "R_T", "R_T/R0", "drift", "drift_bound", *_GAPS, "bound_measured", "bound_anchored", "F rises"]
+    keys = ["lr", "kappa_lambda", "R0", "R_T", "R_T/R0", "drift", "drift_bound", *_GAPS, "bound_measured",
+            "bound_anchored", "F rises"]
     per_run = {f"seed={int(row['seed'])},lam={row['lam']:g}": {k: row[k] for k in keys}
                for row in final.to_dict("records")}
     result.headline = {
