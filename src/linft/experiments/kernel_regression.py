@@ -175,7 +175,7 @@ def _numbers(study: KRStudy, lambdas) -> None:
         "kr_tasks": ", ".join(dict.fromkeys(t["task"])), "kr_n_rows": n, "kr_N": int(t["N"].iloc[0]),
         "kr_max_length": int(t["max_length"].iloc[0]),
         "kr_M": f"{int(t['M'].min())}–{int(t['M'].max())}" if t["M"].nunique() > 1 else str(int(t["M"].iloc[0])),
-        "kr_steps": int(t["steps"].iloc[0]), "kr_lams": " and ".join(f"{lam:g}" for lam in lambdas),
+        "kr_steps": int(t["steps"].iloc[0]), "kr_lams": ", ".join(f"{lam:g}" for lam in lambdas),
         "kr_agree_bar": f"{AGREEMENT_BAR:.0%}", "kr_loss_bar": f"{LOSS_ERROR_BAR:.0%}",
         "kr_agree_pass": agree_pass, "kr_loss_pass": loss_pass,
         "kr_agree_lo": f"{t['agree_gd_vs_kr'].min():.1%}", "kr_agree_hi": f"{t['agree_gd_vs_kr'].max():.1%}",
