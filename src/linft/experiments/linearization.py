@@ -241,6 +241,7 @@ def _sweep_text(summary: pd.DataFrame, runs: pd.DataFrame, cfg: Scale, seconds: 
 
     return {
         "lm_n_train": cfg.n_train, "lm_n_eval": n_test, "lm_max_length": cfg.max_length, "lm_seeds": n_seeds,
+        "lm_n_pooled": f"{n_test * n_seeds:,}",
         "lm_steps": cfg.train_steps, "lm_batch": cfg.batch_size, "lm_lr": f"{cfg.lr:g}", "lm_seconds": f"{seconds:.0f}",
         "lm_lam0": f"{lam0:g}", "lm_lam_hi": f"{lam_hi:g}", "lm_gap0": f"{g0:.3g}", "lm_gap_hi": f"{ghi:.3g}",
         "lm_gap0_ci": interval("rel_gap_eval", lam0, ".3g"), "lm_gap_hi_ci": interval("rel_gap_eval", lam_hi, ".3g"),
