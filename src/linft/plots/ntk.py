@@ -28,6 +28,16 @@ def _legend_outside(ax, frame: pd.DataFrame, hue: str | None) -> None:
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title=hue, frameon=False)
 
 
+def _finish(fig, ax, shown: pd.DataFrame, hue: str | None, title: str | None, dropped: int, what: str):
+    """Legend placement, a title that counts the ``dropped`` rows (``what``) left off the plot, tight layout."""
+    _legend_outside(ax, shown, hue)
+    text = (title or "") + (f" ({dropped} {what} not shown)" if dropped else "")
+    if text:
+        ax.set_title(text.strip())
+    fig.tight_layout()
+    return fig
+
+
 def spectra(eigenvalues: dict, normalize: bool = False, title: str | None = None, ax=None):
     """Eigenvalues in decreasing order against their index, log y axis, one line per label (e.g. task).
 
@@ -70,13 +80,7 @@ def kappa_vs_n(frame: pd.DataFrame, x: str = "n", y: str = "kappa", hue: str | N
     ax.set_yscale("log")
     ax.set_xlabel("examples in the kernel, N")
     ax.set_ylabel("condition number κ")
-    _legend_outside(ax, finite, hue)
-    dropped = len(frame) - len(finite)
-    text = (title or "") + (f" ({dropped} infinite κ not shown)" if dropped else "")
-    if text:
-        ax.set_title(text.strip())
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, finite, hue, title, len(frame) - len(finite), "infinite κ")
 
 
 def kappa_by_targets(frame: pd.DataFrame, x: str = "targets", y: str = "kappa", hue: str | None = "task",
@@ -200,10 +204,4 @@ def kappa_lambda_curves(frame: pd.DataFrame, x: str = "lam", y: str = "kappa_lam
     ax.set_yscale("log")
     ax.set_xlabel("anchor strength λ")
     ax.set_ylabel("κ_λ − 1")
-    _legend_outside(ax, keep, hue)
-    dropped = len(frame) - len(keep)
-    text = (title or "") + (f" ({dropped} rows with λ ≤ 0 or κ_λ ∉ (1, ∞) not shown)" if dropped else "")
-    if text:
-        ax.set_title(text.strip())
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, keep, hue, title, len(frame) - len(keep), "rows with λ ≤ 0 or κ_λ ∉ (1, ∞)")
