@@ -10,6 +10,16 @@ Public: :class:`LayerKernels` (per-layer kernels, exact spectra and bounds of un
 :class:`LayerChoice`, and the baselines of :mod:`linft.layers._baselines`.
 """
 
+from linft.layers._baselines import (
+    baselines,
+    first_layers,
+    gradient_scores,
+    last_layers,
+    random_layers,
+    top_layers,
+    trace_layers,
+    weight_condition_scores,
+)
 from linft.layers._kernels import HEADS, LayerKernels, UnionBounds, UnionSpectrum
 from linft.layers._select import METHODS, OBJECTIVES, LayerChoice, select_layers
 from linft.layers._weyl import weyl_sum_bounds
@@ -22,6 +32,14 @@ __all__ = [
     "LayerKernels",
     "UnionBounds",
     "UnionSpectrum",
+    "baselines",
+    "first_layers",
+    "gradient_scores",
+    "last_layers",
+    "random_layers",
     "select_layers",
+    "top_layers",
+    "trace_layers",
+    "weight_condition_scores",
     "weyl_sum_bounds",
 ]
