@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -25,6 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 def tasks() -> dict[str, datasets.DatasetDict]:
     """Every always-available task at seed 0 (built once, then read from the disk cache)."""
     return {k: data.load_task(k, seed=0) for k in ALWAYS}
+
+
+def _loaded(tasks: dict[str, datasets.DatasetDict], key: str) -> datasets.DatasetDict:
+    """Task ``key`` at seed 0: from the fixture, or loaded (cached on disk) when fetched; skipped otherwise."""
+    if key in tasks:
+        return tasks[key]
+    if not data.task_available(key):
+        pytest.skip(f"{key} not fetched: run `python -m linft.sources fetch`")
+    return data.load_task(key, seed=0)
 
 
 def _toy(labels, names=("neg", "pos"), name="toy") -> datasets.Dataset:
@@ -68,6 +78,10 @@ def test_manifest_matches_registry_and_bibliography():
 
 
 def test_manifest_checksums_match_installed_files():
+    rows = sources.verify_all()  # every source: ok, or absent when it is a fetched one not fetched here
+    assert [r["source"] for r in rows] == sources.source_ids()
+    assert all(r["status"] == "ok" or (r["status"] == "absent" and r["kind"] in sources.FETCHED_KINDS)
+               for r in rows), [r for r in rows if r["status"] != "ok"]
     for sid in sources.source_ids():
         info = sources.source_info(sid)
         if info["pkg"]["kind"] != "pypi":
@@ -77,6 +91,71 @@ def test_manifest_checksums_match_installed_files():
         assert (sha, size) == (info["sha256"], info["size"])
         assert count == info.get("files", 1)
     assert sources.main(["verify"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- cleaning
+
+# Two texts exactly as the book's readers saw them: a tweet still carrying its CSV quote escapes, and a BBC article
+# whose line breaks showed as \n.
+CSV_TWEET = ('"""Chelsea, thank you. I am so proud to be your mother and so proud of the woman you\u2019ve become.""'
+             ' —Hillary"')
+BBC_ARTICLE = ("Celebrities get their skates on\n\nFormer England footballer Paul Gascoigne will join EastEnders' "
+               "actress Scarlett Johnson on BBC One's Strictly Ice Dancing.\nThe one-off show")
+
+
+def test_normalize_text_undoes_the_escapes_readers_saw():
+    assert data.normalize_text(CSV_TWEET) == ('"Chelsea, thank you. I am so proud to be your mother and so proud of '
+                                              'the woman you\u2019ve become." —Hillary')
+    assert data.normalize_text(data._title_then_body(BBC_ARTICLE)) == (
+        "Celebrities get their skates on. Former England footballer Paul Gascoigne will join EastEnders' actress "
+        "Scarlett Johnson on BBC One's Strictly Ice Dancing. The one-off show")
+    # the same escapes written out as backslash + letter
+    written_out = r"title\nbody\tmore\r\nend \"quoted\" it\'s"
+    assert data.normalize_text(written_out) == 'title body more end "quoted" it\'s'
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ('"he said ""no"" twice"', 'he said "no" twice'),            # one CSV field
+    ('"Hi there"', '"Hi there"'),                                # merely quoted: kept
+    ('an ""unconscionable" sum', 'an "unconscionable" sum'),     # stray doubled quote (BBC)
+    ("new ''Conan'' and Munnabhai''s life", 'new "Conan" and Munnabhai\'s life'),  # typewriter quotes
+    ("Harry &amp; Tonto, AT&T, communiqu&#233;, you&amp;#39;d", "Harry & Tonto, AT&T, communiqué, you'd"),
+    ('the <a href="http://x/B0">Fun Ball</a><br />next', "the Fun Ball next"),
+    ("ambition\x85 whole", "ambition\u2026 whole"),               # cp1252 ellipsis read as latin-1
+    ("Well, \u200b*we*\u200b got", "Well, *we* got"),
+    ("  a \t b\r\n\n c\u00a0d  ", "a b c d"),
+    ("Yay progress! \\o/", "Yay progress! \\o/"),                 # a backslash that escapes nothing: kept
+    ('""', ""),
+])
+def test_normalize_text_cases(raw, clean):
+    assert data.normalize_text(raw) == clean
+    assert data.normalize_text(clean) == clean  # idempotent
+
+
+def test_clean_drops_texts_that_normalize_to_empty_or_duplicates():
+    df = data._clean(pd.DataFrame({"text": ['""', "a  b", '"a ""b"""', "a\nb", "&#32;"], "label": [0, 1, 0, 1, 0]}))
+    assert df["text"].tolist() == ["a b", 'a "b"'] and df["label"].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("key", ALWAYS + OPTIONAL)
+def test_task_texts_are_clean(tasks, key):
+    """No CSV quote escapes, written-out escape sequences, line breaks, HTML entities or empty texts in any split,
+    and every text is already normalized."""
+    for name, split in _loaded(tasks, key).items():
+        for text in data.column(split, "text"):
+            where = f"{key}/{name}: {text[:80]!r}"
+            assert text and text == text.strip(), where
+            assert '""' not in text and "''" not in text, where
+            assert not re.search(r"\\[ntr\"']", text), where
+            assert not re.search(r"[\n\r\t\x00-\x1f\x7f-\x9f\u200b\ufeff]|\s\s", text), where
+            assert not re.search(r"&(?:#\d+|#x[0-9a-f]+|amp|quot|lt|gt|nbsp|apos);", text, re.IGNORECASE), where
+            assert data.normalize_text(text) == text, where
+
+
+def test_bbc_title_reads_as_a_sentence(tasks):
+    texts = _texts(tasks["bbc"])
+    assert any(t.startswith("Ad sales boost Time Warner profit. Quarterly profits at US media giant") for t in texts)
+    assert not any(t.startswith("Ad sales boost Time Warner profit Quarterly") for t in texts)
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -132,10 +211,8 @@ def test_splits_identical_across_processes(tasks):
 
 
 @pytest.mark.parametrize("key", OPTIONAL)
-def test_optional_task(key):
-    if not data.task_available(key):
-        pytest.skip(f"{key} not fetched: run `python -m linft.sources fetch`")
-    dd = data.load_task(key)
+def test_optional_task(tasks, key):
+    dd = _loaded(tasks, key)
     assert set(data.column(dd["train"], "label")) == {0, 1}
     assert len(_texts(dd)) == sum(len(split) for split in dd.values())
     if key == "foods":

@@ -1,13 +1,15 @@
 """Task registry: real, human-labelled English text classification tasks, as ``datasets.DatasetDict``.
 
-Every task is built from files listed in ``data/manifest.json`` (see :mod:`linft.sources`), checked against their
+Every task is built from files listed in the data manifest (see :mod:`linft.sources`), checked against their
 sha256 before use. Always available: ``mr``, ``subj``, ``tweets``, ``bbc``, ``r8``. After
 ``python -m linft.sources fetch``: ``foods``, ``vader-tweets``, ``vader-movies``, ``vader-amazon``, ``vader-nyt``.
 
-Each task is one fixed pool of examples (texts normalized for whitespace, empty texts dropped, texts carrying two
-different labels dropped, duplicate texts dropped so no text appears twice) and a seeded split into ``train`` /
-``validation`` / ``test``: 80/10/10 stratified by class, or grouped by movie (``mr``), or the official test set
-with 10% of the official train set carved out for validation (``r8``, ``foods``). Columns: ``text`` (str) and
+Each task is one fixed pool of examples (texts cleaned by :func:`normalize_text`: CSV quote escapes, HTML
+entities and tags, escape sequences written out as backslash + letter, doubled quotes and line breaks undone,
+whitespace collapsed; then empty texts dropped, texts carrying two different labels dropped, duplicate texts
+dropped so no text appears twice) and a seeded split into ``train`` / ``validation`` / ``test``: 80/10/10
+stratified by class, or grouped by movie (``mr``), or the official test set with 10% of the official train set
+carved out for validation (``r8``, ``foods``). Columns: ``text`` (str) and
 ``label`` (``datasets.ClassLabel``); ``mr`` also keeps ``movie``, the ``vader-*`` tasks keep ``rating`` (the mean
 human rating in [-4, 4], for regression). Splits depend only on (task, seed, source sha256s, recipe version),
 never on Python's hash seed, and are cached under ``cache_dir("datasets")``.
@@ -39,7 +41,7 @@ from linft import LinftError, check_choice, check_positive_int, sources
 from linft.paths import cache_dir
 
 #: Bump when a recipe changes: it is part of the on-disk cache key.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SPLITS = ("train", "validation", "test")
 FRACTIONS = (0.8, 0.1, 0.1)  # train / validation / test, when a task has no official split
 VALIDATION_FROM_TRAIN = 0.1  # share of an official train set held out for validation
@@ -86,7 +88,7 @@ TASKS: dict[str, TaskSpec] = {t.key: t for t in [
     TaskSpec("tweets", "Tweet authorship, 2016 US election",
              "tweets by @HillaryClinton vs @realDonaldTrump (retweets included, HTML entities decoded)",
              ("Clinton", "Trump"), ("election-tweets",), "hamner2016tweets", "political tweets"),
-    TaskSpec("bbc", "BBC news topic", "BBC news articles (title line, then body) in five topics",
+    TaskSpec("bbc", "BBC news topic", "BBC news articles (title, then body) in five topics",
              ("business", "entertainment", "politics", "sports", "tech"), ("bbc-news",),
              "greene2006practical", "news articles"),
     TaskSpec("r8", "Reuters R8 topic", "Reuters-21578 newswire in its 8 most frequent single-label topics "
@@ -125,10 +127,66 @@ def list_tasks(available_only: bool = False) -> list[str]:
 # ---------------------------------------------------------------------------------------------- readers
 
 
-def _norm(text: str) -> str:
-    """Collapse runs of spaces/tabs, keep single line breaks, strip."""
-    text = re.sub(r"[ \t\r\f\v\u00a0]+", " ", str(text).replace("\r\n", "\n"))
-    return re.sub(r"\s*\n\s*", "\n", text).strip()
+#: a whole text wrapped in double quotes, inside which every ``"`` is doubled or backslash-escaped: a string field
+#: that a CSV (or string-literal) export left encoded inside the cell
+_QUOTED_FIELD = re.compile(r'"((?:[^"\\]|""|\\.)*)"', re.DOTALL)
+_FIELD_ESCAPE = re.compile(r'""|\\["\']')
+#: one HTML character reference, terminated by ``;`` (a bare ``&`` and names without ``;``, as in ``AT&T`` or
+#: ``fish&chips``, are text)
+_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
+#: HTML markup seen in reviews: line/paragraph breaks become a space, inline tags (links, emphasis) disappear
+_BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|ul|ol)\b[^<>]*>", re.IGNORECASE)
+_INLINE_TAG = re.compile(r"</?(?:a|b|i|u|em|strong|span|font|sup|sub)\b[^<>]*>", re.IGNORECASE)
+#: C1 control characters (U+0080-U+009F): Windows-1252 bytes decoded as Latin-1 (``\x85`` is an ellipsis)
+_C1 = re.compile("[\u0080-\u009f]")
+#: C0 controls other than whitespace, DEL, zero-width space, word joiner, byte-order mark and soft hyphen
+_INVISIBLE = re.compile("[\u0000-\u0008\u000e-\u001b\u007f\u200b\u2060\ufeff\u00ad]")
+#: an escape sequence written out as two characters (backslash, letter): ``\n`` ``\t`` ``\r`` ``\"`` ``\'``
+_LITERAL_ESCAPE = re.compile(r"\\([ntr\"'])")
+_ESCAPED = {"n": " ", "t": " ", "r": " ", '"': '"', "'": "'"}
+_APOSTROPHES_IN_WORD = re.compile(r"(?<=\w)''(?=\w)")  # Munnabhai''s -> Munnabhai's
+
+
+def _unwrap_field(text: str) -> str:
+    r"""``"a ""b"" c"`` -> ``a "b" c``: unwrap a text that is one quoted string field, when it shows the escapes
+    of one (a doubled ``""`` or a ``\"`` / ``\'`` inside) or is empty (``""``); a text merely quoted (``"Hi"``)
+    is left alone."""
+    match = _QUOTED_FIELD.fullmatch(text)
+    if match is None or (match.group(1) and not _FIELD_ESCAPE.search(match.group(1))):
+        return text
+    return match.group(1).replace('""', '"')
+
+
+def _c1_as_cp1252(match: re.Match) -> str:
+    return bytes([ord(match.group(0))]).decode("cp1252", errors="ignore")  # undefined bytes (0x81...) vanish
+
+
+def normalize_text(text: str) -> str:
+    r"""One line of clean text, as a reader and a tokenizer should see it. In order:
+
+    1. a text that is one CSV-quoted field (``"a ""b"" c"``) is unwrapped and un-doubled (``a "b" c``);
+    2. HTML character references are decoded (repeatedly: ``&amp;amp;`` -> ``&``), then HTML tags removed;
+    3. Windows-1252 characters read as C1 controls are repaired (``\x85`` -> ``…``), invisible characters dropped;
+    4. escape sequences written out as backslash + letter: ``\n`` ``\t`` ``\r`` -> a space, ``\"`` -> ``"``,
+       ``\'`` -> ``'``;
+    5. doubled quotes: ``''`` inside a word -> ``'``, any other ``''`` -> ``"`` (the typewriter convention of the
+       NYT and movie-review corpora), then any run of ``"`` -> one ``"``;
+    6. all whitespace, line breaks included, collapsed to single spaces; stripped.
+
+    Idempotent: ``normalize_text(normalize_text(t)) == normalize_text(t)``.
+    """
+    text = _unwrap_field(str(text).strip())
+    for _ in range(4):
+        decoded = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+        if decoded == text:
+            break
+        text = decoded
+    text = _INLINE_TAG.sub("", _BLOCK_TAG.sub(" ", text))
+    text = _INVISIBLE.sub("", _C1.sub(_c1_as_cp1252, text))
+    text = _LITERAL_ESCAPE.sub(lambda m: _ESCAPED[m.group(1)], text)
+    text = _APOSTROPHES_IN_WORD.sub("'", text).replace("''", '"')
+    text = re.sub(r'"{2,}', '"', text)
+    return " ".join(text.split())
 
 
 def _read_tab(path: Path) -> pd.DataFrame:
@@ -187,10 +245,10 @@ def _subj_length_fits(text: str) -> bool:
 
 def _pool_subj(paths: dict[str, Path]) -> pd.DataFrame:
     df = _rotten(paths["rotten-tomatoes"])
-    plots = [_norm(s) for t in df.loc[df["category"] == "plot", "text"] for s in _sentences(t)]
+    plots = [normalize_text(s) for t in df.loc[df["category"] == "plot", "text"] for s in _sentences(t)]
     plots = list(dict.fromkeys(s for s in plots if _subj_length_fits(s)))
     plot_set = set(plots)
-    reviews = df.loc[df["category"].isin(["fresh", "rotten"]), "text"].map(_norm)
+    reviews = df.loc[df["category"].isin(["fresh", "rotten"]), "text"].map(normalize_text)
     reviews = list(dict.fromkeys(r for r in reviews if _subj_length_fits(r) and r not in plot_set))
     if len(reviews) < len(plots):
         raise LinftError(f"subj needs {len(plots)} review snippets but the source has {len(reviews)}: "
@@ -204,7 +262,15 @@ def _pool_tweets(paths: dict[str, Path]) -> pd.DataFrame:
     df = _read_tab(paths["election-tweets"])
     names = {"HillaryClinton": 0, "realDonaldTrump": 1}
     df = df[df["Author"].isin(names)]
-    return pd.DataFrame({"text": df["Content"].map(html.unescape), "label": df["Author"].map(names)})
+    return pd.DataFrame({"text": df["Content"], "label": df["Author"].map(names)})
+
+
+def _title_then_body(article: str) -> str:
+    """A BBC file's first line is its title: end it with a full stop (unless it ends in punctuation already), so
+    that once line breaks are collapsed the title reads as a sentence before the body."""
+    title, _, body = article.strip().partition("\n")
+    title = title.strip()
+    return f"{title}{'' if title[-1:] in ('.', '!', '?', ':', ';') else '.'} {body}"
 
 
 def _pool_bbc(paths: dict[str, Path]) -> pd.DataFrame:
@@ -216,7 +282,7 @@ def _pool_bbc(paths: dict[str, Path]) -> pd.DataFrame:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
-        rows.append((text, names.index(f.parent.name)))
+        rows.append((_title_then_body(text), names.index(f.parent.name)))
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
@@ -236,9 +302,8 @@ def _pool_foods(paths: dict[str, Path]) -> pd.DataFrame:
     frames = []
     for name in ("training_data", "testing_data"):
         df = _r_lazyload(paths["foods-rdb"], paths["foods-rdx"], name)
-        text = df["review"].astype(str).str.replace(r"<br\s*/?>", " ", regex=True)
-        frames.append(pd.DataFrame({"text": text.to_numpy(), "label": (df["score"].astype(str) == "great")
-                                    .astype(int).to_numpy()}))
+        great = (df["score"].astype(str) == "great").astype(int)
+        frames.append(pd.DataFrame({"text": df["review"].astype(str).to_numpy(), "label": great.to_numpy()}))
     return _pool_official(*frames)
 
 
@@ -249,7 +314,7 @@ def _pool_vader(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError:
         lines = raw.decode("latin-1").splitlines()
     rows = [line.split("\t", 2) for line in lines if line.strip()]
-    df = pd.DataFrame({"text": [html.unescape(r[2]) for r in rows], "rating": [float(r[1]) for r in rows]})
+    df = pd.DataFrame({"text": [r[2] for r in rows], "rating": [float(r[1]) for r in rows]})
     df = df[df["rating"].abs() >= VADER_MIN_ABS_RATING]
     return df.assign(label=(df["rating"] > 0).astype(int))
 
@@ -261,8 +326,9 @@ for _k in ("vader-tweets", "vader-movies", "vader-amazon", "vader-nyt"):
 
 
 def _clean(df: pd.DataFrame) -> pd.DataFrame:
-    """Normalize whitespace; drop empty texts, texts with two different labels, and duplicates (first kept)."""
-    df = df.assign(text=df["text"].map(_norm))
+    """Normalize every text (:func:`normalize_text`); drop empty texts, texts with two different labels, and
+    duplicates (first kept)."""
+    df = df.assign(text=df["text"].map(normalize_text))
     df = df[df["text"] != ""]
     df = df[df.groupby("text")["label"].transform("nunique") == 1]
     return df.drop_duplicates("text", keep="first").reset_index(drop=True)

