@@ -10,11 +10,16 @@ Public modules, one concept each:
   :mod:`linft.functional`: a model's logits as a function of a parameter dict;
 - :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra; :mod:`linft.predict`:
   fine-tuning as kernel regression (predicted outputs and loss curves, κ_λ, stable step sizes);
+- :mod:`linft.layers`: per-layer kernels, Weyl bounds for unions of layers, layer selection and its baselines;
+  :mod:`linft.preflight`: what a LoRA configuration will do, before training (``linft predict``/``linft layers``);
+  :mod:`linft.userdata`: the user's own labelled texts (CSV, JSONL, a ``datasets`` folder) as a task;
+- :mod:`linft.study`: resumable sweeps (tidy CSV, serial or on Ray); :mod:`linft.rankstats`: rank correlations of
+  predictors with outcomes, pooled within tasks, and the seeds' noise ceiling;
 - :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train`: linearized and anchored fine-tuning;
 - :mod:`linft.bound`: drift and linearization-gap bounds; :mod:`linft.toy`: a small MLP for width/λ experiments;
 - :mod:`linft.experiments`: the chapters' protocols as functions; :mod:`linft.scales`: their sizes;
 - :mod:`linft.plots`: every figure; :mod:`linft.results`: each chapter's headline numbers; :mod:`linft.stats`:
-  bootstrap intervals and computed verdicts;
+  bootstrap intervals and computed verdicts; :mod:`linft.claims`: the reference study's claims and our verdicts;
 - :mod:`linft.device`, :mod:`linft.paths`: threads, seeds, devices and cache folders; :mod:`linft.cli`: the
   ``linft`` command.
 """

@@ -222,10 +222,10 @@ def functional(model: nn.Module, *args, params: Sequence[str] | None = None, **k
 
     Args:
         model: any module (a linft classifier with LoRA, a :class:`linft.toy.MLP`, ...). Put in eval mode.
-        *args, **kwargs: the inputs, e.g. ``functional(lora_model, input_ids=ids, attention_mask=mask)`` or
-            ``functional(mlp, x)``. A batch dict from :func:`linft.data.as_batch` can be passed as the one positional
-            argument; it is checked by :func:`linft.batches.check_batch` (``attention_mask`` required, ``labels``
-            dropped).
+        *args: the inputs, e.g. ``functional(mlp, x)``. A batch dict from :func:`linft.data.as_batch` can be passed
+            as the one positional argument; it is checked by :func:`linft.batches.check_batch` (``attention_mask``
+            required, ``labels`` dropped).
+        **kwargs: the inputs by name, e.g. ``functional(lora_model, input_ids=ids, attention_mask=mask)``.
         params: names of the tensors that form θ (default: every parameter with ``requires_grad``).
 
     Returns:

@@ -102,8 +102,6 @@ class LinearizedModel(nn.Module):
     Attributes:
         model: the wrapped model.
         names: the trainable parameter names (the wrapped model's ``named_parameters`` names), in order.
-        theta0: ``OrderedDict`` name → frozen tensor θ0 (the parameters at wrap time).
-        params: ``OrderedDict`` name → ``nn.Parameter`` θ (the current parameters; starts equal to θ0).
 
     Calling ``lin(batch)``, ``lin(**batch)`` or ``lin(input_ids, attention_mask)`` returns the logits f_lin, [N, C].
     Every batch is checked by :func:`linft.batches.check_batch` (``attention_mask`` is required).
@@ -309,6 +307,7 @@ def linearization_gap(model: nn.Module | None, lin_model: LinearizedModel, batch
             Default: ``"lin"`` when ``model`` is None, else ``"own"``.
 
     Returns:
+        the dict
         ``{"gap": ‖f − f_lin‖_F, "rel_gap": ‖f − f_lin‖_F / ‖f‖_F, "agreement": share of examples whose argmax
         predictions agree, "f_norm": ‖f‖_F, "n": N}``. Norms are Frobenius norms over the [N, C] logits (in logit
         units, summed over the batch rather than averaged).

@@ -695,6 +695,7 @@ def gd_step_size(
             trained tensors) for a step used to train them all.
 
     Returns:
+        the dict
         ``{"beta": β̂, "lr": c/(β̂ + λ), "mu_max": μmax(K), "mu_min": μmin(K) (clipped at 0), "N": N, "c": c,
         "kappa_lambda": (μmax + Nλ)/(μmin + Nλ)}``.
     """

@@ -13,7 +13,8 @@ from linft.experiments.tasks import setup_task
 from linft.scales import Scale
 from linft.train import fine_tune
 
-__all__ = ["LORA_TARGET_CHOICES", "example_rows", "token_lengths", "model_summary", "lora_sizes", "sanity_run"]
+__all__ = ["LORA_TARGET_CHOICES", "example_rows", "token_lengths", "model_summary", "lora_sizes", "sanity_run",
+           "SanityRun"]
 
 #: LoRA target sets compared in chapter 0, by label (architecture-aware aliases of :mod:`linft.models`).
 LORA_TARGET_CHOICES = {

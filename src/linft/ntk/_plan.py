@@ -50,7 +50,7 @@ class MemoryPlan:
         return self.mode == "whole"
 
     def meta(self) -> dict:
-        """The plan as :attr:`linft.ntk.Kernel.meta` entries (``mode`` is called ``gram_mode`` there)."""
+        """The plan as ``Kernel.meta`` entries (``mode`` is called ``gram_mode`` there)."""
         out = asdict(self)
         out["gram_mode"] = out.pop("mode")
         del out["budget_bytes"]
