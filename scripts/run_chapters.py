@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import jupytext
+import nbformat
 import papermill
 import yaml
 
@@ -45,6 +46,22 @@ def chapters_in_toc(toc_path: Path) -> list[str]:
 
     walk(yaml.safe_load(toc_path.read_text()))
     return names
+
+
+# Cells the rendered page leaves out: the chapter's defaults (papermill's `parameters` cell) and the values papermill
+# injected for this run (its `injected-parameters` cell, which begins "# Parameters"). The set-up cell prints the
+# values in force. Other cells carry their own tags in notebooks/*.md (see notebooks/README.md).
+PAGE_REMOVED_TAGS = ("parameters", "injected-parameters")
+
+
+def tag_for_the_page(path: Path) -> None:
+    """Tag the executed notebook's parameter cells ``remove-cell`` so Jupyter Book does not render them."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(t in tags for t in PAGE_REMOVED_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(notebook, path)
 
 
 def parse_value(text: str):
@@ -99,6 +116,8 @@ def main(argv=None) -> int:
             print(f"!! {name} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else err}", flush=True)
         finally:
             raw.unlink(missing_ok=True)
+            if (out_dir / f"{name}.ipynb").exists():
+                tag_for_the_page(out_dir / f"{name}.ipynb")
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"== {name}: {timings[name]} s", flush=True)
 

@@ -1,5 +1,5 @@
-"""Command line: ``linft predict``, ``linft layers``, ``linft models``, ``linft model-info NAME``, ``linft tasks``,
-``linft fetch``.
+"""Command line: ``linft predict``, ``linft layers``, ``linft study``, ``linft models``, ``linft model-info NAME``,
+``linft tasks``, ``linft fetch``.
 
 ``predict`` and ``layers`` print a readable report, or with ``--json`` one JSON object (non-finite numbers, such as
 κ of a singular kernel, as null), or with ``--csv`` tidy CSV; ``--plot FILE.png`` also writes a figure. Progress
@@ -8,7 +8,7 @@ stderr, ``linft <command>: error: ...``, with exit code 2, argparse's usage erro
 reader that stops early (``linft tasks | head -1``) ends quietly with exit code 0: the reader having seen enough is
 not an error of ours, and 0 keeps ``set -o pipefail`` scripts going.
 
-Adding a subcommand (e.g. ``study``): write ``_<name>_arguments(parser)`` and ``_<name>(args) -> str`` (the text to
+Adding a subcommand: write ``_<name>_arguments(parser)`` and ``_<name>(args) -> str`` (the text to
 print) and add one line to ``_COMMANDS``; errors, output and broken pipes are then handled here.
 """
 
@@ -242,13 +242,26 @@ def _no_arguments(_parser: argparse.ArgumentParser) -> None:
     pass
 
 
-#: name -> (help, add the subcommand's arguments, run it and return the text to print). A ``study`` subcommand is
-#: wired by adding ``"study": ("...", _study_arguments, _study)`` here.
+def _study_arguments(parser) -> None:
+    from linft.study import add_arguments
+
+    add_arguments(parser)
+
+
+def _study(args) -> str:
+    from linft.study import run_cli
+
+    return json.dumps(_json_safe(run_cli(args)), indent=2)
+
+
+#: name -> (help, add the subcommand's arguments, run it and return the text to print)
 _COMMANDS = {
     "predict": ("predict LoRA fine-tuning from the eNTK before training: κ, κ_λ, loss curve, KR accuracy",
                 _predict_arguments, _predict),
     "layers": ("recommend which layers to adapt under a budget, with Weyl bounds and baselines",
                _layers_arguments, _layers),
+    "study": ("run a resumable sweep (tasks × LoRA configs × seeds × settings × λ) to a tidy CSV, serial or on Ray",
+              _study_arguments, _study),
     "models": ("list the shipped model keys", _no_arguments, _models),
     "model-info": ("architecture and parameter counts, with LoRA attached", _model_info_arguments, _model_info),
     "tasks": ("the task registry and which tasks are available here", _no_arguments, _tasks),

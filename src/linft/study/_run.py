@@ -1,0 +1,208 @@
+"""One run of a sweep: a pure function of its :class:`~linft.study.RunKey` (same key, same threads → same numbers).
+
+Protocol of one run (the chapter-3 set-up, :mod:`linft.experiments.kernel_regression`, at one LoRA configuration):
+
+1. ``key.model`` with a ``C``-way classifier head seeded by ``key.seed`` and **frozen**, LoRA (rank, targets, layers
+   of the key; A seeded per module by ``key.seed``, B = 0), so the trained parameters are exactly the LoRA matrices;
+2. N = ``n_train`` examples of the task's train split and M = min(``n_test``, split size) of its test split, drawn
+   with ``key.seed`` (the task's split is seeded by ``key.seed`` too), tokenized to ``max_length``;
+3. the eNTK at initialization of exactly the trained parameters (``params="lora"``) on the N training examples,
+   [N, N, C, C]: the SGD kernel for ``mse_gd``, the SignGD kernel ⟨sign ∇f, sign ∇f'⟩ for ``ce_adamw`` (a Gram
+   matrix of sign vectors, so symmetric PSD; its symmetric part is what the spectrum is taken of). From its
+   spectrum: κ, κ_λ = (μmax + Nλ)/(μmin + Nλ) at the run's λ, λmin, λmax, the trace and the entropy effective rank;
+   and kernel (ridge) regression on the M held-out examples (the t → ∞ limit, and for ``mse_gd`` also after the
+   run's steps at its step size);
+4. fine-tuning from the same start: ``mse_gd`` = squared loss on one-hot targets, full-batch gradient descent with
+   step η = 1/(μmax/N + λ) (:func:`linft.predict.descent_lr`, the descent condition of the linearized objective);
+   ``ce_adamw`` = cross-entropy + AdamW at ``adamw_lr`` with minibatches of ``batch_size``; λ anchors the LoRA
+   matrices, (λ/2)‖θ − θ0‖².
+
+:func:`run_one` returns the result columns (:data:`RESULT_COLUMNS` less ``status``/``error``); :func:`attempt`
+wraps it into a whole CSV row, recording a raised error as ``status="failed"`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import socket
+import time
+
+from linft.study._config import RunKey
+
+__all__ = ["RESULT_COLUMNS", "run_one", "attempt", "failed_row", "one_line"]
+
+#: result columns of a run, in CSV order (after the key columns); see :func:`run_one`
+RESULT_COLUMNS = (
+    "status", "error",
+    "n_classes", "n_train_used", "n_test_used", "n_params", "kernel",
+    "kappa", "kappa_lambda", "lambda_min", "lambda_max", "trace", "effective_rank",
+    "kr_acc", "kr_acc_at_steps", "train_loss_predicted",
+    "lr", "steps_done", "train_loss_init", "train_loss", "train_objective", "train_acc", "eval_loss", "eval_acc",
+    "kernel_seconds", "train_seconds", "run_seconds",
+    "threads", "hostname", "linft_version", "torch_version", "transformers_version", "peft_version",
+)
+
+#: the columns that vary between identical runs (wall times, where it ran)
+VOLATILE_COLUMNS = ("kernel_seconds", "train_seconds", "run_seconds", "hostname")
+
+_MAX_ERROR = 400
+
+
+def one_line(err: BaseException) -> str:
+    """``"Type: first line of the message"``, at most 400 characters, no line breaks."""
+    text = str(err).strip().splitlines()
+    message = f"{type(err).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+    return message.replace("\r", " ")[:_MAX_ERROR]
+
+
+def _versions() -> dict[str, str]:
+    import linft
+
+    out = {"linft_version": linft.__version__}
+    for package in ("torch", "transformers", "peft"):
+        try:
+            out[f"{package}_version"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[f"{package}_version"] = ""
+    return out
+
+
+def _host(threads: int) -> dict:
+    return {"threads": threads, "hostname": socket.gethostname(), **_versions()}
+
+
+def _logits(model, batch: dict, chunk: int = 128):
+    """float64 logits [N, C] of ``model`` on ``batch``, ``chunk`` examples per forward pass."""
+    import torch
+
+    from linft.functional import logits_of
+
+    parts = []
+    with torch.no_grad():
+        for i in range(0, batch["input_ids"].shape[0], chunk):
+            part = {k: v[i:i + chunk] for k, v in batch.items() if k != "labels"}
+            parts.append(logits_of(model(**part)))
+    return torch.cat(parts).double()
+
+
+def _setup(key: RunKey):
+    """(model with frozen head + LoRA, train batch [N, L], test batch [M, L], C) of the run."""
+    from linft import data, models
+    from linft.experiments.tasks import batch_of
+
+    num_labels = data.get_task(key.task).num_labels
+    loaded = models.load(key.model, num_labels=num_labels, seed=key.seed)
+    model = models.add_lora(loaded.model, list(key.targets), rank=key.rank,
+                            layers=None if key.layers is None else list(key.layers), seed=key.seed, train_head=False)
+    splits = data.load_task(key.task, seed=key.seed)
+    train = batch_of(data.subsample(splits["train"], key.n_train, seed=key.seed), loaded.tokenizer, key.max_length)
+    n_test = min(key.n_test, len(splits["test"]))
+    test = batch_of(data.subsample(splits["test"], n_test, seed=key.seed), loaded.tokenizer, key.max_length)
+    return model, train, test, num_labels
+
+
+def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, float]:
+    """Spectrum and kernel-regression columns of the run's eNTK at initialization, and the GD step η."""
+    from linft import LinftError, ntk, predict, spectral
+
+    kernel = "sgd" if key.setting == "mse_gd" else "signgd"
+    K = ntk.empirical_ntk(model, train, params="lora", kernel=kernel)
+    K_test = ntk.empirical_ntk(model, test, train, params="lora", kernel=kernel)
+    spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=train["labels"].shape[0])
+    f0, f0_test = _logits(model, train), _logits(model, test)
+    kr = predict.KernelRegression.fit(spectrum, train["labels"], f0, key.lam)
+    labels = test["labels"]
+    lr = predict.descent_lr(spectrum, lam=key.lam) if key.setting == "mse_gd" else key.adamw_lr
+    if not math.isfinite(lr):
+        raise LinftError(f"the SGD kernel of run {key.label()} is zero, so no descent step exists: check the "
+                         "LoRA targets (do they reach the classifier's input?)")
+    at_steps = predicted = float("nan")
+    if key.setting == "mse_gd":
+        at_steps = kr.accuracy(K_test, f0_test, labels, step=key.steps, lr=lr)
+        predicted = float(kr.curves(lr=lr, steps=key.steps).loss[-1])
+    columns = {
+        "n_params": K.n_params, "kernel": kernel,
+        "kappa": predict.kappa_lambda(spectrum, lam=0.0),
+        "kappa_lambda": predict.kappa_lambda(spectrum, lam=key.lam),
+        "lambda_min": spectrum.mu_min, "lambda_max": spectrum.mu_max,
+        "trace": float(spectrum.eigenvalues.sum()),
+        "effective_rank": spectral.effective_rank(spectrum.eigenvalues),
+        "kr_acc": kr.accuracy(K_test, f0_test, labels),
+        "kr_acc_at_steps": at_steps, "train_loss_predicted": predicted,
+    }
+    return columns, lr
+
+
+def _train_columns(key: RunKey, model, train: dict, test: dict, lr: float) -> dict:
+    from linft.device import seed_everything
+    from linft.train import fine_tune
+
+    seed_everything(key.seed)
+    common = dict(lr=lr, steps=key.steps, lam=key.lam, seed=key.seed, log_every=max(key.steps, 1),
+                  track_gap=False, progress=False)
+    if key.setting == "mse_gd":
+        result = fine_tune(model, train, test, loss="mse", optimizer="gd", **common)
+    else:
+        result = fine_tune(model, train, test, loss="ce", optimizer="adamw", batch_size=key.batch_size, **common)
+    final = result.final
+    return {"lr": lr, "steps_done": int(final["steps"]), "train_loss_init": float(final["R0"]),
+            "train_loss": float(final["task_loss"]), "train_objective": float(final["loss"]),
+            "train_acc": float(final["train_acc"]), "eval_loss": float(final["eval_loss"]),
+            "eval_acc": float(final["eval_acc"])}
+
+
+def run_one(key: RunKey, *, threads: int = 1) -> dict:
+    """Run ``key`` (see the module docstring) with torch pinned to ``threads`` threads (restored afterwards).
+
+    Returns {column: value} for every result column but ``status``/``error``: sizes (``n_classes``,
+    ``n_train_used`` N, ``n_test_used`` M, ``n_params`` trained = LoRA parameters, ``kernel`` "sgd"|"signgd"); the
+    kernel's ``kappa``, ``kappa_lambda`` (at ``key.lam``), ``lambda_min``, ``lambda_max``, ``trace``,
+    ``effective_rank``; kernel-regression held-out accuracy ``kr_acc`` (t → ∞) and, for ``mse_gd``,
+    ``kr_acc_at_steps`` and ``train_loss_predicted`` after ``key.steps`` steps (NaN for ``ce_adamw``); training:
+    ``lr`` (the step used), ``steps_done``, ``train_loss_init``, ``train_loss`` (task loss; MSE or CE by setting),
+    ``train_objective`` (+ the anchored penalty), ``train_acc``, ``eval_loss``, ``eval_acc`` on the M held-out
+    examples; wall times ``kernel_seconds`` (both eNTKs, logits, spectrum, kernel regression), ``train_seconds``,
+    ``run_seconds`` (everything, loading included); ``threads``, ``hostname`` and library versions.
+    Raises whatever the run raises (:func:`attempt` records it instead).
+    """
+    import torch
+
+    from linft import check_positive_int
+    from linft.device import seed_everything
+
+    threads = check_positive_int(threads, "threads")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        seed_everything(key.seed)
+        model, train, test, num_labels = _setup(key)
+        sizes = {"n_classes": num_labels, "n_train_used": int(train["labels"].shape[0]),
+                 "n_test_used": int(test["labels"].shape[0])}
+        t0 = time.perf_counter()
+        kernel_columns, lr = _kernel_columns(key, model, train, test)
+        t1 = time.perf_counter()
+        train_columns = _train_columns(key, model, train, test, lr)
+        t2 = time.perf_counter()
+        return {**sizes, **kernel_columns, **train_columns, "kernel_seconds": t1 - t0, "train_seconds": t2 - t1,
+                "run_seconds": t2 - start, **_host(threads)}
+    finally:
+        torch.set_num_threads(previous)
+
+
+def failed_row(key: RunKey, message: str, threads: int = 1) -> dict:
+    """The CSV row of a failed run: its key, ``status="failed"``, ``error`` (one line) and where it ran."""
+    return {**key.as_row(), "status": "failed", "error": message.replace("\n", " ")[:_MAX_ERROR],
+            **_host(threads)}
+
+
+def attempt(key: RunKey, threads: int = 1, run=None) -> dict:
+    """The whole CSV row of ``key``: ``status="ok"`` with :func:`run_one`'s columns, or ``status="failed"`` with the
+    error's first line when the run raises (any ``Exception``; ``KeyboardInterrupt`` still stops the sweep).
+    ``run``: the function called as ``run(key, threads=threads)`` (default :func:`run_one`)."""
+    run = run_one if run is None else run
+    try:
+        return {**key.as_row(), "status": "ok", "error": "", **run(key, threads=threads)}
+    except Exception as err:  # a failed run is recorded and the sweep goes on
+        return failed_row(key, one_line(err), threads)
