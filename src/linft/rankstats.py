@@ -56,6 +56,25 @@ def _statistic(method: str):
     return lambda x, y: scipy_stats.kendalltau(x, y).statistic
 
 
+def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman ρ of each row pair of x, y [B, n] (Pearson of average ranks); NaN for a constant row."""
+    rx = scipy_stats.rankdata(x, axis=1)
+    ry = scipy_stats.rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (rx * ry).sum(1) / denominator, np.nan)
+
+
+def _resampled(method: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The statistic of each row pair of x, y [B, n] (vectorized for Spearman; NaN where a row is constant)."""
+    if method == "spearman":
+        return _rowwise_spearman(x, y)
+    stat = _statistic(method)
+    return np.array([stat(a, b) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan for a, b in zip(x, y)])
+
+
 def _pairs(x, y) -> tuple[np.ndarray, np.ndarray, int]:
     x, y = np.asarray(x, dtype=np.float64).reshape(-1), np.asarray(y, dtype=np.float64).reshape(-1)
     if x.shape != y.shape:
@@ -89,18 +108,18 @@ def rank_correlation(x, y, *, method: str = "spearman", n_permutations: int = 20
     note = _degenerate(x, y)
     if note:
         return _undefined(method, x.size, dropped, level, note)
-    stat = _statistic(method)
-    r = float(stat(x, y))
+    r = float(_statistic(method)(x, y))
     rng = np.random.default_rng(seed)
-    perm = np.array([stat(x, rng.permutation(y)) for _ in range(n_permutations)])
+    perm = _resampled(method, np.broadcast_to(x, (n_permutations, x.size)),
+                      rng.permuted(np.broadcast_to(y, (n_permutations, y.size)), axis=1))
     p = (1 + int((np.abs(perm) >= abs(r) - 1e-12).sum())) / (1 + n_permutations)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
-            boots.append(stat(x[idx], y[idx]))
+    idx = rng.integers(0, x.size, (n_boot, x.size))
+    boots = _resampled(method, x[idx], y[idx])
+    boots = boots[np.isfinite(boots)]
     tail = (1 - level) / 2
-    low, high = (float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail))) if boots else (math.nan,) * 2
+    low, high = (math.nan, math.nan)
+    if boots.size:
+        low, high = float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail))
     return RankCorrelation(method, r, p, low, high, int(x.size), dropped, level)
 
 
@@ -136,22 +155,17 @@ def grouped_rank_correlation(frame: pd.DataFrame, x: str, y: str, *, group: str 
     if note:
         pooled = _undefined(method, len(finite), dropped, level, note).as_dict()
     else:
-        stat = _statistic(method)
-        r = float(stat(gx, gy))
+        r = float(_statistic(method)(gx, gy))
         rng = np.random.default_rng(seed)
         members = [np.flatnonzero(labels == g) for g in pd.unique(labels)]
-        perm = []
-        for _ in range(n_permutations):
-            shuffled = gy.copy()
-            for idx in members:
-                shuffled[idx] = gy[rng.permutation(idx)]
-            perm.append(stat(gx, shuffled))
+        shuffled = np.broadcast_to(gy, (n_permutations, gy.size)).copy()
+        for idx in members:  # permute y within each group
+            shuffled[:, idx] = rng.permuted(shuffled[:, idx], axis=1)
+        perm = _resampled(method, np.broadcast_to(gx, shuffled.shape), shuffled)
         p = (1 + int((np.abs(perm) >= abs(r) - 1e-12).sum())) / (1 + n_permutations)
-        boots = []
-        for _ in range(n_boot):
-            idx = np.concatenate([rng.choice(m, m.size) for m in members])
-            if np.ptp(gx[idx]) > 0 and np.ptp(gy[idx]) > 0:
-                boots.append(stat(gx[idx], gy[idx]))
+        idx = np.concatenate([m[rng.integers(0, m.size, (n_boot, m.size))] for m in members], axis=1)
+        boots = _resampled(method, gx[idx], gy[idx])
+        boots = boots[np.isfinite(boots)]
         tail = (1 - level) / 2
         pooled = RankCorrelation(method, r, p, float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail)),
                                  len(finite), dropped, level).as_dict()

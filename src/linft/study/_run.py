@@ -17,6 +17,11 @@ Protocol of one run (the chapter-3 set-up, :mod:`linft.experiments.kernel_regres
    ``ce_adamw`` = cross-entropy + AdamW at ``adamw_lr`` with minibatches of ``batch_size``; λ anchors the LoRA
    matrices, (λ/2)‖θ − θ0‖².
 
+5. rival predictors, each with its cost: LogME on the Jacobian features (from the run's kernel, so within a task it
+   varies with the configuration) and on the frozen model's pooled features (one value per task and seed)
+   (:mod:`linft.transferability`); and the run itself read after its first ``short_steps`` steps (a short LoRA run, the
+   cost-matched upper bound: its cost ``short_seconds`` is that fraction of the training time).
+
 :func:`run_one` returns the result columns (:data:`RESULT_COLUMNS` less ``status``/``error``); :func:`attempt`
 wraps it into a whole CSV row, recording a raised error as ``status="failed"`` with a one-line message.
 """
@@ -37,14 +42,17 @@ RESULT_COLUMNS = (
     "status", "error",
     "n_classes", "n_train_used", "n_test_used", "n_params", "kernel",
     "kappa", "kappa_lambda", "lambda_min", "lambda_max", "trace", "effective_rank",
-    "kr_acc", "kr_acc_at_steps", "train_loss_predicted",
+    "kr_acc", "kr_acc_at_steps", "train_loss_predicted", "logme_jacobian", "logme_frozen",
     "lr", "steps_done", "train_loss_init", "train_loss", "train_objective", "train_acc", "eval_loss", "eval_acc",
-    "kernel_seconds", "train_seconds", "run_seconds",
+    "short_steps", "short_train_loss", "short_eval_loss", "short_eval_acc",
+    "kernel_seconds", "logme_seconds", "train_seconds", "short_seconds", "run_seconds",
     "threads", "hostname", "linft_version", "torch_version", "transformers_version", "peft_version",
 )
 
 #: the columns that vary between identical runs (wall times, where it ran)
-VOLATILE_COLUMNS = ("kernel_seconds", "train_seconds", "run_seconds", "hostname")
+VOLATILE_COLUMNS = ("kernel_seconds", "logme_seconds", "train_seconds", "short_seconds", "run_seconds", "hostname")
+#: the short run (a cost-matched rival predictor) is the same run read at this fraction of its steps
+SHORT_FRACTION = 0.2
 
 _MAX_ERROR = 400
 
@@ -83,23 +91,26 @@ def _logits(model, batch: dict, chunk: int = 128):
         for i in range(0, batch["input_ids"].shape[0], chunk):
             part = {k: v[i:i + chunk] for k, v in batch.items() if k != "labels"}
             parts.append(logits_of(model(**part)))
-    return torch.cat(parts).double()
+    return torch.cat(parts).double().cpu()
 
 
 def _setup(key: RunKey):
     """(model with frozen head + LoRA, train batch [N, L], test batch [M, L], C) of the run."""
     from linft import data, models
+    from linft.batches import to_device
+    from linft.device import pick_device
     from linft.experiments.tasks import batch_of
 
     num_labels = data.get_task(key.task).num_labels
-    loaded = models.load(key.model, num_labels=num_labels, seed=key.seed)
+    loaded = models.load(key.model, num_labels=num_labels, seed=key.seed, device=pick_device())  # GPU if any
     model = models.add_lora(loaded.model, list(key.targets), rank=key.rank,
                             layers=None if key.layers is None else list(key.layers), seed=key.seed, train_head=False)
     splits = data.load_task(key.task, seed=key.seed)
     train = batch_of(data.subsample(splits["train"], key.n_train, seed=key.seed), loaded.tokenizer, key.max_length)
     n_test = min(key.n_test, len(splits["test"]))
     test = batch_of(data.subsample(splits["test"], n_test, seed=key.seed), loaded.tokenizer, key.max_length)
-    return model, train, test, num_labels
+    device = next(model.parameters()).device
+    return model, to_device(train, device), to_device(test, device), num_labels
 
 
 def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, float]:
@@ -111,8 +122,8 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     K_test = ntk.empirical_ntk(model, test, train, params="lora", kernel=kernel)
     spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=train["labels"].shape[0])
     f0, f0_test = _logits(model, train), _logits(model, test)
-    kr = predict.KernelRegression.fit(spectrum, train["labels"], f0, key.lam)
-    labels = test["labels"]
+    kr = predict.KernelRegression.fit(spectrum, train["labels"].cpu(), f0, key.lam)
+    labels = test["labels"].cpu()
     lr = predict.descent_lr(spectrum, lam=key.lam) if key.setting == "mse_gd" else key.adamw_lr
     if not math.isfinite(lr):
         raise LinftError(f"the SGD kernel of run {key.label()} is zero, so no descent step exists: check the "
@@ -122,7 +133,7 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
         at_steps = kr.accuracy(K_test, f0_test, labels, step=key.steps, lr=lr)
         predicted = float(kr.curves(lr=lr, steps=key.steps).loss[-1])
     columns = {
-        "n_params": K.n_params, "kernel": kernel,
+        "n_params": K.n_params, "kernel": kernel, "_kernel": K,
         "kappa": predict.kappa_lambda(spectrum, lam=0.0),
         "kappa_lambda": predict.kappa_lambda(spectrum, lam=key.lam),
         "lambda_min": spectrum.mu_min, "lambda_max": spectrum.mu_max,
@@ -134,19 +145,41 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     return columns, lr
 
 
+def short_steps(steps: int) -> int:
+    """Steps of the short run: the largest divisor of ``steps`` at most ``SHORT_FRACTION``·steps (≥ 1)."""
+    if steps < 1:
+        return 0
+    cap = max(1, int(SHORT_FRACTION * steps))
+    return max(d for d in range(1, cap + 1) if steps % d == 0)
+
+
+def _logme_columns(model, train: dict, K) -> dict:
+    """LogME on the run's Jacobian features (from its kernel) and on the frozen model's pooled features."""
+    from linft.transferability import frozen_features, logme, logme_from_kernel
+
+    labels = train["labels"].cpu()
+    return {"logme_jacobian": logme_from_kernel(K, labels),
+            "logme_frozen": logme(frozen_features(model, train), labels)}
+
+
 def _train_columns(key: RunKey, model, train: dict, test: dict, lr: float) -> dict:
     from linft.device import seed_everything
     from linft.train import fine_tune
 
     seed_everything(key.seed)
-    common = dict(lr=lr, steps=key.steps, lam=key.lam, seed=key.seed, log_every=max(key.steps, 1),
+    k = short_steps(key.steps)
+    common = dict(lr=lr, steps=key.steps, lam=key.lam, seed=key.seed, log_every=max(k, 1),
                   track_gap=False, progress=False)
     if key.setting == "mse_gd":
         result = fine_tune(model, train, test, loss="mse", optimizer="gd", **common)
     else:
         result = fine_tune(model, train, test, loss="ce", optimizer="adamw", batch_size=key.batch_size, **common)
     final = result.final
+    short = result.log.set_index("step").loc[k] if k else None
     return {"lr": lr, "steps_done": int(final["steps"]), "train_loss_init": float(final["R0"]),
+            "short_steps": k, "short_train_loss": float(short["task_loss"]) if k else float("nan"),
+            "short_eval_loss": float(short["eval_loss"]) if k else float("nan"),
+            "short_eval_acc": float(short["eval_acc"]) if k else float("nan"),
             "train_loss": float(final["task_loss"]), "train_objective": float(final["loss"]),
             "train_acc": float(final["train_acc"]), "eval_loss": float(final["eval_loss"]),
             "eval_acc": float(final["eval_acc"])}
@@ -183,10 +216,14 @@ def run_one(key: RunKey, *, threads: int = 1) -> dict:
         t0 = time.perf_counter()
         kernel_columns, lr = _kernel_columns(key, model, train, test)
         t1 = time.perf_counter()
-        train_columns = _train_columns(key, model, train, test, lr)
+        logme_columns = _logme_columns(model, train, kernel_columns.pop("_kernel"))
         t2 = time.perf_counter()
-        return {**sizes, **kernel_columns, **train_columns, "kernel_seconds": t1 - t0, "train_seconds": t2 - t1,
-                "run_seconds": t2 - start, **_host(threads)}
+        train_columns = _train_columns(key, model, train, test, lr)
+        t3 = time.perf_counter()
+        short = train_columns["short_steps"] / key.steps * (t3 - t2) if key.steps else 0.0
+        return {**sizes, **kernel_columns, **logme_columns, **train_columns, "kernel_seconds": t1 - t0,
+                "logme_seconds": t2 - t1, "train_seconds": t3 - t2, "short_seconds": short,
+                "run_seconds": t3 - start, **_host(threads)}
     finally:
         torch.set_num_threads(previous)
 
