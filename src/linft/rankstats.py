@@ -201,7 +201,7 @@ def noise_ceiling(frame: pd.DataFrame, outcome: str, *, unit: str = "config", se
             if a.nunique() > 1 and b.nunique() > 1:
                 values.append(scipy_stats.spearmanr(a, b).statistic)
         split = float(np.mean(values)) if values else math.nan
-        reliability = 2 * split / (1 + split) if np.isfinite(split) and split > -1 else math.nan
+        reliability = max(-1.0, 2 * split / (1 + split)) if np.isfinite(split) and split > -1 else math.nan
         ceiling = math.sqrt(max(reliability, 0.0)) if np.isfinite(reliability) else math.nan
         rows.append({"group": name, "split_half": split, "reliability": reliability, "ceiling": ceiling,
                      "n_units": len(table), "n_seeds": len(seeds)})

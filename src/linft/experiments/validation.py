@@ -1,0 +1,254 @@
+"""Does κ of the eNTK at initialization predict LoRA fine-tuning? (chapter 5, the validation study).
+
+Input: a sweep CSV of :mod:`linft.study` (one row per run: task × LoRA configuration × seed × setting × λ; the kernel
+of exactly the trained parameters at θ0, then the fine-tuning outcome). Protocol:
+
+- runs that failed, or whose training loss did not fall by at least :data:`MOVE_TOL` (relative), are set aside and
+  counted: a run that did not move says nothing about how well its configuration trains;
+- within each task (across configurations and seeds) and pooled across tasks after ranking within each task
+  (:func:`linft.rankstats.grouped_rank_correlation`): Spearman ρ of each predictor with eval accuracy, training loss
+  and eval loss, with permutation p-values and bootstrap 95 % intervals; Kendall τ for log κ;
+- rival predictors κ must beat to matter (:data:`PREDICTORS`), each with its compute cost per run;
+- the seeds' noise ceiling of each outcome (:func:`linft.rankstats.noise_ceiling`);
+- the claim's verdict per setting against the bar fixed beforehand (:data:`P_BAR`, the sign the claim predicts, the
+  interval excluding 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from linft import LinftError, require_columns
+from linft.rankstats import grouped_rank_correlation, noise_ceiling, rank_correlation
+
+__all__ = [
+    "MOVE_TOL", "OUTCOMES", "P_BAR", "PREDICTORS", "SETTING_NAMES", "TENAS_TAU", "ValidationStudy", "claim_verdict",
+    "load_study", "predictor_correlations", "rerun_check", "validation_study",
+]
+
+#: a run "moved" when its final training loss is below (1 − MOVE_TOL)·(its loss at θ0)
+MOVE_TOL = 0.01
+#: the pass bar, fixed before the numbers: permutation p-value below this, the claimed sign, the 95 % interval
+#: excluding 0
+P_BAR = 0.05
+#: Kendall τ of the NTK condition number with accuracy in architecture search (TE-NAS, NAS-Bench-201), the anchor
+#: number the issue sets beside ours; cited, not computed here
+TENAS_TAU = -0.42
+SETTING_NAMES = {"ce_adamw": "CE + AdamW", "mse_gd": "MSE + GD"}
+#: outcome column -> (label, the sign of its correlation with κ that the claim predicts)
+OUTCOMES = {"eval_acc": ("eval accuracy", -1), "train_loss": ("training loss", +1), "eval_loss": ("eval loss", +1)}
+#: predictor column -> (label, cost column: seconds per run to compute it; None: free)
+PREDICTORS = {
+    "log_kappa": ("log₁₀ κ (the claim)", "kernel_seconds"),
+    "n_params": ("trainable parameters", None),
+    "log_trace": ("log₁₀ trace (gradient norm²)", "kernel_seconds"),
+    "log_lambda_max": ("log₁₀ λmax", "kernel_seconds"),
+    "log_lambda_min": ("log₁₀ λmin", "kernel_seconds"),
+    "effective_rank": ("effective rank", "kernel_seconds"),
+    "kr_acc": ("kernel-regression accuracy", "kernel_seconds"),
+    "logme_jacobian": ("LogME, Jacobian features", "logme_seconds"),
+    "short_eval_acc": ("short run's eval accuracy", "short_seconds"),
+    "short_train_loss": ("short run's training loss", "short_seconds"),
+}
+_NEEDED = ("task", "config", "seed", "setting", "lam", "status", "kappa", "lambda_min", "lambda_max", "trace",
+           "train_loss_init", "train_loss", "eval_acc", "eval_loss")
+
+
+def _log10(values: pd.Series) -> pd.Series:
+    values = pd.to_numeric(values, errors="coerce").astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return pd.Series(np.where(values > 0, np.log10(values), np.nan), index=values.index)
+
+
+def load_study(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The sweep CSV at ``path`` with derived columns, and counts ``{"rows", "failed", "not_moved", "used"}``.
+
+    Adds ``log_kappa``, ``log_trace``, ``log_lambda_max``, ``log_lambda_min`` (log₁₀; NaN for κ = inf or λmin = 0)
+    and ``moved`` (bool); keeps every row (filter on ``status == "ok"`` and ``moved``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LinftError(f"no sweep CSV at {path}: run `linft study --config sweeps/<name>.yaml --out {path}` first")
+    frame = pd.read_csv(path)
+    require_columns(frame, _NEEDED, f"sweep CSV {path.name}", "write it with linft.study")
+    for column in ("kappa", "trace", "lambda_max", "lambda_min"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["log_kappa"] = _log10(frame["kappa"])
+    frame["log_trace"] = _log10(frame["trace"])
+    frame["log_lambda_max"] = _log10(frame["lambda_max"])
+    frame["log_lambda_min"] = _log10(frame["lambda_min"])
+    ok = frame["status"] == "ok"
+    frame["moved"] = ok & (frame["train_loss"] < (1 - MOVE_TOL) * frame["train_loss_init"])
+    counts = {"rows": len(frame), "failed": int((~ok).sum()), "not_moved": int((ok & ~frame["moved"]).sum()),
+              "used": int(frame["moved"].sum())}
+    return frame, counts
+
+
+def predictor_correlations(frame: pd.DataFrame, *, setting: str, outcomes=tuple(OUTCOMES), predictors=tuple(PREDICTORS),
+                           n_permutations: int = 2000, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Pooled within-task Spearman ρ (and per task) of every predictor with every outcome, for one setting.
+
+    Uses the moved runs at λ = 0 of ``setting``. Returns one row per (predictor, outcome, group): ``group`` is a task or
+    "pooled"; columns ``r``, ``p_value``, ``low``, ``high``, ``n``, ``note`` and the predictor's median ``cost_s``.
+    """
+    used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+    rows = []
+    for predictor in predictors:
+        cost_column = PREDICTORS[predictor][1]
+        cost = float(used[cost_column].median()) if cost_column and len(used) else 0.0
+        for outcome in outcomes:
+            if used.empty or predictor not in used:
+                continue
+            table = grouped_rank_correlation(used, predictor, outcome, n_permutations=n_permutations, n_boot=n_boot,
+                                             seed=seed)
+            table.insert(0, "outcome", outcome)
+            table.insert(0, "predictor", predictor)
+            table["cost_s"] = cost
+            rows.append(table)
+    if not rows:
+        return pd.DataFrame(columns=["predictor", "outcome", "group", "r", "p_value", "low", "high", "n", "cost_s"])
+    return pd.concat(rows, ignore_index=True)
+
+
+def _passes(row: pd.Series, sign: int) -> bool:
+    return bool(np.isfinite(row["r"]) and np.sign(row["r"]) == sign and row["p_value"] < P_BAR
+                and (row["high"] < 0 if sign < 0 else row["low"] > 0))
+
+
+def claim_verdict(correlations: pd.DataFrame, setting: str) -> tuple[str, str]:
+    """(verdict, one computed sentence) for "lower κ → higher eval accuracy and lower training loss" in ``setting``.
+
+    Holds: pooled log κ passes the bar against both eval accuracy (ρ < 0) and training loss (ρ > 0); partly: one of
+    the two; does not hold: neither; not yet tested: no pooled correlations (no usable runs).
+    """
+    if correlations.empty:
+        return "not yet tested", f"{SETTING_NAMES.get(setting, setting)}: no usable runs to correlate."
+    pooled = correlations[(correlations["predictor"] == "log_kappa") & (correlations["group"] == "pooled")
+                          & (correlations["setting"] == setting)].set_index("outcome")
+    name = SETTING_NAMES.get(setting, setting)
+    if not {"eval_acc", "train_loss"} <= set(pooled.index) or not np.isfinite(pooled["r"]).any():
+        return "not yet tested", f"{name}: no usable runs to correlate."
+    acc, loss = pooled.loc["eval_acc"], pooled.loc["train_loss"]
+    passed = [_passes(acc, OUTCOMES["eval_acc"][1]), _passes(loss, OUTCOMES["train_loss"][1])]
+    word = "holds" if all(passed) else "partly" if any(passed) else "does not hold"
+    sentence = (f"{name}: pooled within tasks, log κ vs eval accuracy ρ = {acc['r']:.2f} "
+                f"[{acc['low']:.2f}, {acc['high']:.2f}], p = {acc['p_value']:.3f}; vs training loss ρ = "
+                f"{loss['r']:.2f} [{loss['low']:.2f}, {loss['high']:.2f}], p = {loss['p_value']:.3f} "
+                f"(n = {int(acc['n'])} runs).")
+    return word, sentence
+
+
+def rival_table(correlations: pd.DataFrame, outcome: str = "eval_acc") -> pd.DataFrame:
+    """Pooled ρ of every predictor with ``outcome``, one row per (setting, predictor), ranked by |ρ| within a setting,
+    with ``beats_kappa`` (|ρ| larger than log κ's)."""
+    pooled = correlations[(correlations["group"] == "pooled") & (correlations["outcome"] == outcome)].copy()
+    if pooled.empty:
+        return pooled
+    pooled["abs_r"] = pooled["r"].abs()
+    kappa = pooled[pooled["predictor"] == "log_kappa"].set_index("setting")["abs_r"]
+    pooled["beats_kappa"] = pooled["abs_r"] > pooled["setting"].map(kappa)
+    pooled["label"] = pooled["predictor"].map(lambda p: PREDICTORS[p][0])
+    return pooled.sort_values(["setting", "abs_r"], ascending=[True, False]).reset_index(drop=True)
+
+
+def kendall_kappa(frame: pd.DataFrame, setting: str, outcome: str = "eval_acc", seed: int = 0) -> dict:
+    """Kendall τ of log κ with ``outcome`` on the within-task ranks (pooled), for the TE-NAS comparison."""
+    used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+    if used.empty:
+        return {"r": math.nan, "p_value": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    table = grouped_rank_correlation(used, "log_kappa", outcome, method="kendall", n_permutations=500, n_boot=300,
+                                     seed=seed)
+    row = table[table["group"] == "pooled"].iloc[0]
+    return {k: row[k] for k in ("r", "p_value", "low", "high", "n")}
+
+
+def across_tasks(frame: pd.DataFrame, setting: str, predictor: str = "logme_frozen", outcome: str = "eval_acc",
+                 seed: int = 0) -> dict:
+    """Spearman across tasks of the task-mean ``predictor`` with the task-mean ``outcome`` (one point per task)."""
+    used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+    means = used.groupby("task")[[predictor, outcome]].mean()
+    res = rank_correlation(means[predictor], means[outcome], n_permutations=2000, n_boot=500, seed=seed)
+    return {**res.as_dict(), "tasks": list(means.index)}
+
+
+def rerun_check(frame: pd.DataFrame, keys: list[dict], config_path: str | Path, *, threads: int = 1,
+                kernel_rtol: float = 1e-3, outcome_atol: float = 0.02) -> pd.DataFrame:
+    """Re-run the committed rows named by ``keys`` (dicts of task, config, seed, setting) with
+    :func:`linft.study.run_one` and compare: kernel numbers (κ, λmax, trace) to ``kernel_rtol`` relative, outcomes
+    (eval accuracy, training loss) to ``outcome_atol`` absolute. One row per key with committed and re-run values
+    and ``match``."""
+    from linft.study import load_config, plan_runs, run_one
+
+    plan = plan_runs(load_config(config_path))
+    rows = []
+    for want in keys:
+        found = [k for k in plan if all(str(getattr(k, f)) == str(v) for f, v in want.items())]
+        if len(found) != 1:
+            raise LinftError(f"re-run key {want} matches {len(found)} planned runs: name task, config, seed, setting "
+                             "(and lam)")
+        key = found[0]
+        committed = frame[(frame["task"] == key.task) & (frame["config"] == key.config) & (frame["seed"] == key.seed)
+                          & (frame["setting"] == key.setting) & (frame["lam"] == key.lam)]
+        if committed.empty:
+            raise LinftError(f"the committed CSV has no row for {want}: choose keys of finished runs")
+        old = committed.iloc[0]
+        new = run_one(key, threads=threads)
+        row = {"task": key.task, "config": key.config, "seed": key.seed, "setting": key.setting}
+        ok = True
+        for column in ("kappa", "lambda_max", "trace"):
+            row[f"{column}_committed"], row[f"{column}_rerun"] = float(old[column]), float(new[column])
+            ok &= math.isclose(float(old[column]), float(new[column]), rel_tol=kernel_rtol)
+        for column in ("eval_acc", "train_loss"):
+            row[f"{column}_committed"], row[f"{column}_rerun"] = float(old[column]), float(new[column])
+            ok &= abs(float(old[column]) - float(new[column])) <= outcome_atol
+        row["seconds"] = float(new["run_seconds"])
+        row["match"] = bool(ok)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ValidationStudy:
+    """Everything chapter 5 shows: the runs, the correlation tables, the verdicts and the headline numbers."""
+
+    frame: pd.DataFrame
+    counts: dict
+    correlations: pd.DataFrame
+    rivals: pd.DataFrame
+    ceilings: pd.DataFrame
+    verdicts: dict
+    headline: dict = field(default_factory=dict)
+
+
+def validation_study(path: str | Path, *, n_permutations: int = 2000, n_boot: int = 1000, seed: int = 0
+                     ) -> ValidationStudy:
+    """Analyse the sweep CSV at ``path`` (see the module docstring) for every setting it holds."""
+    frame, counts = load_study(path)
+    settings = [s for s in SETTING_NAMES if s in set(frame["setting"])]
+    correlations = pd.concat(
+        [predictor_correlations(frame, setting=s, n_permutations=n_permutations, n_boot=n_boot, seed=seed)
+         .assign(setting=s) for s in settings], ignore_index=True) if settings else pd.DataFrame()
+    ceilings = []
+    for s in settings:
+        used = frame[(frame["setting"] == s) & frame["moved"] & (frame["lam"] == 0)]
+        for outcome in ("eval_acc", "train_loss"):
+            if len(used):
+                ceilings.append(noise_ceiling(used, outcome).assign(setting=s, outcome=outcome))
+    ceilings = pd.concat(ceilings, ignore_index=True) if ceilings else pd.DataFrame()
+    verdicts = {s: claim_verdict(correlations, s) for s in settings}
+    headline = {"counts": counts, "tasks": sorted(frame["task"].unique().tolist()),
+                "configs": sorted(frame["config"].unique().tolist()),
+                "seeds": sorted(int(x) for x in frame["seed"].unique()),
+                "verdicts": {s: {"verdict": v, "evidence": t} for s, (v, t) in verdicts.items()}}
+    for s in settings:
+        pooled = correlations[(correlations["setting"] == s) & (correlations["group"] == "pooled")
+                              & (correlations["predictor"] == "log_kappa")].set_index("outcome")
+        headline[s] = {o: {k: float(pooled.loc[o, k]) for k in ("r", "p_value", "low", "high")}
+                       for o in pooled.index}
+        headline[s]["kendall_eval_acc"] = {k: float(v) for k, v in kendall_kappa(frame, s, seed=seed).items()}
+    return ValidationStudy(frame, counts, correlations, rival_table(correlations), ceilings, verdicts, headline)

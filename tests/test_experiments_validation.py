@@ -1,0 +1,113 @@
+"""linft.experiments.validation (chapter 5): the verdict follows the numbers, runs that did not move are set aside,
+committed rows are reproduced, and the figures draw."""
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from linft import LinftError
+from linft.experiments import validation as vx
+from linft.plots import validation as validation_plots
+
+matplotlib.use("Agg")
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_CSV, SMOKE_CONFIG = ROOT / "data/results/study-smoke.csv", ROOT / "sweeps/smoke.yaml"
+
+
+def _synthetic(tmp_path, acc_sign: float, loss_sign: float, noise: float = 0.0, moved: bool = True) -> Path:
+    """A sweep CSV of 3 tasks × 6 configs × 3 seeds × 2 settings where eval accuracy = acc_sign·log κ + task offset
+    and training loss = loss_sign·log κ + offset (+ noise)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t, task in enumerate(["a", "b", "c"]):
+        for c in range(6):
+            for s in range(3):
+                for setting in ("ce_adamw", "mse_gd"):
+                    log_kappa = c + 0.1 * s + 0.01 * t
+                    rows.append({
+                        "task": task, "config": f"cfg{c}", "seed": s, "setting": setting, "lam": 0.0, "status": "ok",
+                        "kappa": 10.0**log_kappa, "lambda_min": 1.0, "lambda_max": 10.0**log_kappa,
+                        "trace": 100.0 + c, "n_params": 1000 * (c % 2 + 1), "effective_rank": 5.0 + s,
+                        "kr_acc": 0.5, "logme_jacobian": -1.0 + 0.01 * c, "logme_frozen": float(t),
+                        "short_eval_acc": 0.5, "short_train_loss": 0.6,
+                        "kernel_seconds": 1.0, "logme_seconds": 0.1, "short_seconds": 0.5,
+                        "train_loss_init": 10.0,
+                        "train_loss": (5.0 + t + loss_sign * 0.1 * log_kappa + noise * rng.normal()) if moved else 10.0,
+                        "eval_acc": 0.5 + 0.1 * t + acc_sign * 0.01 * log_kappa + noise * rng.normal(),
+                        "eval_loss": 1.0})
+    path = tmp_path / "sweep.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(("acc_sign", "loss_sign", "word"), [
+    (-1, +1, "holds"), (+1, -1, "does not hold"), (-1, -1, "partly"), (+1, +1, "partly"),
+])
+def test_the_verdict_follows_the_numbers(tmp_path, acc_sign, loss_sign, word):
+    study = vx.validation_study(_synthetic(tmp_path, acc_sign, loss_sign), n_permutations=300, n_boot=200)
+    for setting in ("ce_adamw", "mse_gd"):
+        verdict, sentence = study.verdicts[setting]
+        assert verdict == word, sentence
+        assert "ρ =" in sentence and "n = 54 runs" in sentence
+    assert study.headline["ce_adamw"]["eval_acc"]["r"] == pytest.approx(acc_sign * 1.0)
+
+
+def test_pure_noise_does_not_pass_the_bar(tmp_path):
+    frame = pd.read_csv(_synthetic(tmp_path, 0, 0, noise=1.0))
+    frame["eval_acc"] = np.random.default_rng(5).normal(size=len(frame))
+    frame["train_loss"] = 5 + np.random.default_rng(6).normal(size=len(frame))
+    frame.to_csv(tmp_path / "noise.csv", index=False)
+    study = vx.validation_study(tmp_path / "noise.csv", n_permutations=300, n_boot=200)
+    assert {v for v, _ in study.verdicts.values()} <= {"does not hold", "partly"}
+
+
+def test_runs_that_did_not_move_are_set_aside(tmp_path):
+    path = _synthetic(tmp_path, -1, +1, moved=False)
+    frame, counts = vx.load_study(path)
+    assert counts == {"rows": 108, "failed": 0, "not_moved": 108, "used": 0}
+    study = vx.validation_study(path, n_permutations=50, n_boot=50)
+    assert {v for v, _ in study.verdicts.values()} == {"not yet tested"}
+
+
+def test_rivals_are_ranked_against_kappa(tmp_path):
+    study = vx.validation_study(_synthetic(tmp_path, -1, +1), n_permutations=100, n_boot=100)
+    rivals = study.rivals[study.rivals["setting"] == "ce_adamw"].set_index("predictor")
+    assert rivals.loc["log_kappa", "r"] == pytest.approx(-1.0)
+    assert not rivals["beats_kappa"].any()  # nothing ranks better than a perfect predictor
+    assert rivals.loc["n_params", "cost_s"] == 0.0 and rivals.loc["log_kappa", "cost_s"] == 1.0
+
+
+def test_load_study_errors(tmp_path):
+    with pytest.raises(LinftError, match="no sweep CSV"):
+        vx.load_study(tmp_path / "missing.csv")
+    pd.DataFrame({"task": ["a"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(LinftError, match="missing"):
+        vx.load_study(tmp_path / "bad.csv")
+
+
+@pytest.mark.skipif(not SMOKE_CSV.exists(), reason="data/results/study-smoke.csv is not committed")
+def test_committed_smoke_rows_are_reproduced_and_a_tampered_row_is_caught(tmp_path, one_thread):
+    frame, _ = vx.load_study(SMOKE_CSV)
+    key = {"task": "mr", "config": "qv-r4", "seed": 0, "setting": "ce_adamw"}
+    check = vx.rerun_check(frame, [key], SMOKE_CONFIG)
+    assert bool(check["match"].iloc[0]), check.T
+    tampered = frame.copy()
+    row = (tampered["task"] == "mr") & (tampered["config"] == "qv-r4") & (tampered["seed"] == 0) & (
+        tampered["setting"] == "ce_adamw")
+    tampered.loc[row, "kappa"] *= 1.01
+    assert not bool(vx.rerun_check(tampered, [key], SMOKE_CONFIG)["match"].iloc[0])
+    with pytest.raises(LinftError, match="matches 0 planned runs"):
+        vx.rerun_check(frame, [{"task": "nope"}], SMOKE_CONFIG)
+
+
+def test_figures_draw(tmp_path):
+    study = vx.validation_study(_synthetic(tmp_path, -1, +1), n_permutations=50, n_boot=50)
+    fig = validation_plots.kappa_scatter(study.frame)
+    assert len(fig.axes) == 4
+    fig = validation_plots.predictor_forest(study.rivals)
+    assert len(fig.axes) == 2
+    with pytest.raises(LinftError):
+        validation_plots.kappa_scatter(study.frame.drop(columns="moved"))
