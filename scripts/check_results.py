@@ -5,11 +5,90 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_chapters import ROOT, chapters_in_toc
+
+
+def claims_problems(results: Path, scale: str) -> list[str]:
+    """The claims page: one valid verdict per claim, current with the chapters' results, evidence links that land."""
+    from linft.claims import CLAIMS, VERDICTS, claims_table
+
+    path = results / f"claims-{scale}.json"
+    if not path.exists():
+        return []  # reported above
+    numbers = json.loads(path.read_text()).get("numbers") or {}
+    rows = numbers.get("rows") or []
+    problems = []
+    if [r.get("#") for r in rows] != [c.id for c in CLAIMS]:
+        problems.append(f"{path}: rows for claims {[r.get('#') for r in rows]}, expected 1–{len(CLAIMS)}")
+    bad = [r.get("verdict") for r in rows if r.get("verdict") not in VERDICTS]
+    if bad:
+        problems.append(f"{path}: verdicts {bad} are not among {VERDICTS}")
+    if numbers.get("counts") != {v: sum(r.get("verdict") == v for r in rows) for v in VERDICTS}:
+        problems.append(f"{path}: verdict counts {numbers.get('counts')} do not match its rows")
+    current = claims_table(scale, results).reset_index().to_dict("records")
+    if rows and current != rows:
+        changed = [r["#"] for r, c in zip(rows, current) if r != c]
+        problems.append(f"{path} is stale for claims {changed}: a chapter re-ran after it; run "
+                        f"`python scripts/run_chapters.py --scale {scale} --only claims` and rebuild the book")
+    page = ROOT / "_build" / "html" / "book" / "chapters" / "claims.html"
+    if page.exists():
+        html = page.read_text()
+        if "claims-table" not in html:
+            problems.append(f"{page} has no claims table")
+        for target, anchor in sorted(set(re.findall(r'<a href="([\w.-]+\.html)#([\w-]+)"', html))):
+            linked = page.parent / target
+            if not linked.exists() or f'id="{anchor}"' not in linked.read_text():
+                problems.append(f"{page}: evidence link {target}#{anchor} lands nowhere (renamed section?)")
+    return problems
+
+
+CH4_CLAIMS = ("weyl_bounds", "layer_selection")
+CH4_VERDICTS = ("holds", "partly", "does not hold")
+
+
+def chapter4_problems(numbers: dict, path: Path) -> list[str]:
+    """Chapter 4: a computed verdict with evidence and a section for each of its two claims (the claims page combines
+    them into claim 9), and every tested union of layers counted."""
+    problems = []
+    for key in CH4_CLAIMS:
+        entry = numbers.get(key)
+        if not isinstance(entry, dict) or entry.get("verdict") not in CH4_VERDICTS:
+            problems.append(f"{path}: {key!r} needs a verdict among {CH4_VERDICTS}, got {entry!r}")
+        elif not entry.get("evidence") or not entry.get("section"):
+            problems.append(f"{path}: {key!r} needs an 'evidence' sentence and a 'section' label")
+    unions = numbers.get("unions") or {}
+    if not unions.get("n_unions") or unions.get("n_inside", -1) + unions.get("n_outside", -1) != unions.get(
+            "n_eigenvalues"):
+        problems.append(f"{path}: 'unions' must count every tested union's eigenvalues (inside + outside), got "
+                        f"{unions!r}")
+    return problems
+
+
+CH5_CLAIMS = ("kappa-orders-mse", "kappa-orders-adamw")
+
+
+def chapter5_problems(numbers: dict, path: Path) -> list[str]:
+    """Chapter 5: a verdict for claims 7 and 8, every re-run committed row reproduced, the sweep's rows counted."""
+    problems = []
+    claims = numbers.get("claims") or {}
+    for key in CH5_CLAIMS:
+        entry = claims.get(key)
+        if not isinstance(entry, dict) or entry.get("verdict") not in (*CH4_VERDICTS, "not yet tested"):
+            problems.append(f"{path}: claims[{key!r}] needs a computed verdict, got {entry!r}")
+    rerun = numbers.get("rerun") or []
+    if not rerun or not all(row.get("match") for row in rerun):
+        problems.append(f"{path}: the re-run subset must reproduce the committed rows, got "
+                        f"{[(r.get('task'), r.get('config'), r.get('match')) for r in rerun]}")
+    counts = numbers.get("counts") or {}
+    if counts.get("rows", 0) < 1 or counts.get("used", 0) + counts.get("failed", 0) + counts.get("not_moved", 0) != \
+            counts.get("rows"):
+        problems.append(f"{path}: 'counts' must split every sweep row into used, failed and not moved, got {counts}")
+    return problems
 
 
 def main(argv=None) -> int:
@@ -27,11 +106,17 @@ def main(argv=None) -> int:
         numbers = json.loads(path.read_text()).get("numbers")
         if not numbers:
             problems.append(f"{path} has no numbers")
+        elif chapter == "ch4":
+            problems += chapter4_problems(numbers, path)
+        elif chapter == "ch5":
+            problems += chapter5_problems(numbers, path)
         html = ROOT / "_build" / "html" / "book" / "chapters" / f"{name}.html"
         if not html.exists():
             problems.append(f"{html} was not rendered")
     if not (ROOT / "_build" / "html" / "index.html").exists():
         problems.append("_build/html/index.html missing")
+    if "claims" in chapters_in_toc(ROOT / "_toc.yml"):
+        problems += claims_problems(results, args.scale)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:

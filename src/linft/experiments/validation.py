@@ -28,7 +28,7 @@ from linft.rankstats import grouped_rank_correlation, noise_ceiling, rank_correl
 
 __all__ = [
     "MOVE_TOL", "OUTCOMES", "P_BAR", "PREDICTORS", "SETTING_NAMES", "TENAS_TAU", "ValidationStudy", "claim_verdict",
-    "load_study", "predictor_correlations", "rerun_check", "validation_study",
+    "load_study", "model_available", "predictor_correlations", "rerun_check", "slice_summary", "validation_study",
 ]
 
 #: a run "moved" when its final training loss is below (1 − MOVE_TOL)·(its loss at θ0)
@@ -252,3 +252,31 @@ def validation_study(path: str | Path, *, n_permutations: int = 2000, n_boot: in
                        for o in pooled.index}
         headline[s]["kendall_eval_acc"] = {k: float(v) for k, v in kendall_kappa(frame, s, seed=seed).items()}
     return ValidationStudy(frame, counts, correlations, rival_table(correlations), ceilings, verdicts, headline)
+
+
+def model_available(name: str) -> tuple[bool, str]:
+    """(whether the shipped model ``name`` can be loaded here, the reason when not) — e.g. mpnet is an optional
+    download."""
+    from linft import models
+
+    try:
+        models.resolve(name)
+    except LinftError as err:
+        return False, str(err)
+    return True, ""
+
+
+def slice_summary(path: str | Path, *, seed: int = 0) -> dict:
+    """A slice sweep (another model, one or a few tasks): per setting, Spearman of log κ with eval accuracy and with
+    training loss over its moved runs, and the counts. ``{"available": False}`` when the CSV is absent."""
+    path = Path(path)
+    if not path.is_file() or len(pd.read_csv(path)) == 0:
+        return {"available": False, "path": str(path)}
+    frame, counts = load_study(path)
+    out = {"available": True, "path": str(path), "counts": counts, "model": str(frame["model"].iloc[0]),
+           "tasks": sorted(frame["task"].unique().tolist())}
+    for setting in sorted(frame["setting"].unique()):
+        used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+        out[setting] = {o: rank_correlation(used["log_kappa"], used[o], n_permutations=2000, n_boot=500,
+                                            seed=seed).as_dict() for o in ("eval_acc", "train_loss")}
+    return out
