@@ -6,7 +6,9 @@ Setup: MiniLM (all-MiniLM-L6-v2), task ``mr``, N = 256 training and M = 256 held
 trained parameters, and the kernel, are exactly the LoRA matrices). Both sides start from the same loaded model
 (``linft.preflight.prepare``); the model load is not counted on either side. In one process, same thread count:
 
-(a) predict   ``linft.preflight.predict_prepared``: the eNTK on the N training and M held-out examples (one call),
+(a) predict   ``linft.preflight.predict_prepared`` as ``linft predict`` runs it (``output="auto"``: for this binary
+              task the kernel of the logit difference f1 − f0, what binary cross-entropy depends on; one backward
+              pass per example): the eNTK on the N training and M held-out examples (one call),
               the outputs at θ0, the eigen-decomposition, κ/κ_λ, the predicted GD loss curves (160 steps) and the
               kernel-regression accuracy on the M held-out examples; fastest of ``--repeats`` runs;
 (b) finetune  the run it predicts, the reference study's schedule on the same N examples: 10 epochs at batch 16
@@ -121,7 +123,8 @@ def main(argv=None) -> int:
     runs = ", ".join(f"{s['predict']:.2f}" for s in predict_runs)
     out(f"predict: kernel {best['kernel']:.2f} s + eigen/curves/accuracy {best['eigen']:.3f} s = "
         f"{best['predict']:.2f} s (runs: {runs} s); "
-        f"κ={report.kappa:.4g} κ_λ={report.kappa_lambda:.4g} KR held-out acc {report.kr_accuracy:.3f} "
+        f"output={report.output} κ={report.kappa:.4g} κ_λ={report.kappa_lambda:.4g} "
+        f"KR held-out acc {report.kr_accuracy:.3f} "
         f"[{report.kr_accuracy_low:.3f}, {report.kr_accuracy_high:.3f}]")
     finetune_s, updates_s, final = _finetune(run, steps, batch_size, lr)
     out(f"finetune: {steps} AdamW updates at batch {batch_size}, lr {lr:g} + evaluation = {finetune_s:.2f} s "

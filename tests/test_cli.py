@@ -191,7 +191,7 @@ def predicted(tmp_path_factory, one_thread):
     """``linft predict --json --plot`` at a tiny size: (exit code, parsed JSON, stderr, plot path)."""
     plot = tmp_path_factory.mktemp("plots") / "curve.png"
     code, out, err = _run_captured("predict", *TINY, "--n-test", "16", "--lam", "0.5", "--steps", "20", "--json",
-                                   "--plot", str(plot))
+                                   "--output", "full", "--plot", str(plot))
     assert code == 0, err
     return json.loads(out), err, plot
 

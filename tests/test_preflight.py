@@ -31,7 +31,7 @@ def run(one_thread):
 
 @pytest.fixture(scope="module")
 def report(run):
-    return predict_prepared(run, lam=0.5, steps=30, progress=False)
+    return predict_prepared(run, lam=0.5, steps=30, progress=False, output="full")
 
 
 @torch.no_grad()
@@ -177,3 +177,25 @@ def test_advice_budget_beyond_the_layers_raises():
     with pytest.raises(LinftError, match="unknown objective"):
         advise_layers("minilm", "mr", objective="kappa", progress=False, **SIZES)
 
+
+
+def test_binary_tasks_default_to_the_logit_difference_kernel(run, report):
+    """output="auto" on a binary task: the kernel of z = f1 − f0 (= K11 − K10 − K01 + K00 of the full kernel),
+    kernel regression on ±1 targets; the same numbers as an independent computation from the full kernel."""
+    auto = predict_prepared(run, lam=0.5, steps=10, progress=False)
+    assert auto.output == "logit_diff" and report.output == "full"
+    K = ntk.empirical_ntk(run.model, run.train, params="lora").values
+    Kx = ntk.empirical_ntk(run.model, run.test, run.train, params="lora").values
+    contract = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    Kz = torch.einsum("ijcd,c,d->ij", K, contract, contract)
+    Kzx = torch.einsum("ijcd,c,d->ij", Kx, contract, contract)
+    f0, f0x = _logits(run.model, run.train) @ contract, _logits(run.model, run.test) @ contract
+    kr = predict.KernelRegression.fit(Kz, run.train["labels"], f0, 0.5)
+    assert auto.kr_accuracy == kr.accuracy(Kzx, f0x, run.test["labels"])
+    mu = torch.linalg.eigvalsh(Kz)
+    assert auto.lambda_max == pytest.approx(float(mu[-1]), rel=1e-5)
+    assert auto.kappa_lambda == pytest.approx(float((mu[-1] + 16 * 0.5) / (mu[0] + 16 * 0.5)), rel=1e-5)
+    lr = 1.0 / (float(mu[-1]) / 16 + 0.5)
+    assert auto.train_loss == pytest.approx(kr.curves(lr=lr, steps=10).loss.tolist(), rel=1e-4)
+    with pytest.raises(LinftError, match="output"):
+        predict_prepared(run, output="logits")

@@ -161,6 +161,9 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-test", type=_positive, default=256,
                         help="held-out (validation) examples for the accuracy (default 256, at most the split)")
     parser.add_argument("--steps", type=_positive, default=None, help="GD steps of the predicted curves (default 100)")
+    parser.add_argument("--output", choices=("auto", "full", "logit_diff"), default="auto",
+                        help="kernel outputs: auto (default: the logit difference f1 - f0 for binary tasks, all "
+                             "logits otherwise), full, logit_diff")
 
 
 def _layers_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +189,8 @@ def _predict(args) -> str:
     from linft.preflight import preflight
 
     pin_threads()
-    report = preflight(**_setup_kwargs(args), layers=args.layers, n_test=args.n_test, steps=args.steps)
+    report = preflight(**_setup_kwargs(args), layers=args.layers, n_test=args.n_test, steps=args.steps,
+                       output=args.output)
     return _report_text(report, args)
 
 

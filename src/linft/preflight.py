@@ -4,12 +4,19 @@
 at initialization (B = 0), computes the empirical NTK of the *trained* parameters on N training examples and between
 M held-out and those N examples, and reads off, through :mod:`linft.predict`:
 
-- the spectrum: κ = λmax/λmin, κ_λ = (λmax + Nλ)/(λmin + Nλ), effective rank and trace of K [N·C, N·C];
+- the spectrum: κ = λmax/λmin, κ_λ = (λmax + Nλ)/(λmin + Nλ), effective rank and trace of K ([N·C, N·C], or
+  [N, N] for the logit difference of a binary task; see ``output`` below);
 - the largest gradient-descent step without oscillation, η = 1/(λmax/N + λ) (:func:`linft.predict.descent_lr`),
   and the predicted training and held-out loss curves of GD with that step on the anchored squared loss
   (one-hot targets; :meth:`linft.predict.KernelRegression.curves` / ``eval_loss``);
 - the held-out accuracy of kernel (ridge) regression, the t → ∞ limit of that run, with a bootstrap 95 % interval
   (:func:`linft.stats.accuracy_ci`), and the accuracy of the untrained model for comparison.
+
+Outputs (``output``): ``"full"`` — the kernel of all C logits, [N·C, N·C], one-hot squared-loss targets;
+``"logit_diff"`` — for a binary task, the kernel of z = f₁ − f₀, [N, N], targets ±1 (``mse_target="logit_diff"`` of
+:func:`linft.train.task_loss`): z is the only function of the logits that binary cross-entropy depends on, and its
+kernel needs one backward pass per example instead of two; ``"auto"`` (default) — ``logit_diff`` for binary tasks,
+``full`` otherwise.
 
 The head is ``"frozen"`` (default: the trained parameters, and so the kernel, are exactly the LoRA matrices,
 ``params="lora"``, as in chapter 3) or ``"trained"`` (LoRA + classifier head, ``params="trainable"``; the head
@@ -44,10 +51,12 @@ from linft.stats import accuracy_ci
 from linft.userdata import resolve_task
 
 __all__ = ["PreparedRun", "PreflightReport", "LayerAdvice", "prepare", "predict_prepared", "preflight",
-           "advise_layers", "HEADS", "OBJECTIVES", "DEFAULT_STEPS"]
+           "advise_layers", "HEADS", "OBJECTIVES", "OUTPUTS", "DEFAULT_STEPS"]
 
 #: what the classifier head does during the predicted fine-tuning: stays at its seeded init, or trains with LoRA
 HEADS = ("frozen", "trained")
+#: which outputs the predicted kernel is over: all logits, their difference (binary tasks), or that choice by task
+OUTPUTS = ("auto", "full", "logit_diff")
 #: what :func:`advise_layers` optimizes: the smallest κ_λ, or the largest λmin
 OBJECTIVES = ("kappa_lambda", "lambda_min")
 #: gradient-descent steps of the predicted loss curves when ``steps`` is None
@@ -185,10 +194,12 @@ def _text_plot(values: list[float], width: int = 56, height: int = 8) -> list[st
 @dataclass
 class PreflightReport:
     """A fine-tuning run predicted before training (see the module docstring). Sizes: N = ``n`` training and
-    M = ``n_test`` held-out examples, C = ``num_labels``; the kernel K is [N·C, N·C], eigenvalues μ (λmin, λmax).
+    M = ``n_test`` held-out examples, C = ``num_labels``; the kernel K is [N·C, N·C] (``output="full"``) or [N, N]
+    (``"logit_diff"``), eigenvalues μ (λmin, λmax).
 
-    ``steps``/``train_loss``/``eval_loss``: the predicted GD curves at steps 0..``steps[-1]`` with step ``lr`` (MSE on
-    one-hot targets, (1/(2N))‖f − Y‖², anchored with λ = ``lam``). ``kr_accuracy`` (``_low``/``_high``: bootstrap 95 %
+    ``steps``/``train_loss``/``eval_loss``: the predicted GD curves at steps 0..``steps[-1]`` with step ``lr`` (MSE,
+    (1/(2N))‖f − Y‖², on one-hot targets for ``output="full"`` or on z = f₁ − f₀ with targets ±1 for
+    ``"logit_diff"``, where K is [N, N]; anchored with λ = ``lam``). ``kr_accuracy`` (``_low``/``_high``: bootstrap 95 %
     interval): held-out accuracy of kernel (ridge) regression, the limit of that run; ``init_accuracy``: the model
     at θ0. ``seconds``: ``load``, ``kernel`` (eNTK and outputs at θ0), ``eigen`` (decomposition, curves, accuracy),
     ``predict`` (kernel + eigen) and ``total``.
@@ -224,6 +235,7 @@ class PreflightReport:
     kr_accuracy_high: float
     init_accuracy: float
     seconds: dict[str, float] = field(default_factory=dict)
+    output: str = "full"
 
     _SCALARS = ("kappa", "kappa_lambda", "lambda_min", "lambda_max", "effective_rank", "trace", "lr", "n_params",
                 "kr_accuracy", "kr_accuracy_low", "kr_accuracy_high", "init_accuracy")
@@ -237,7 +249,7 @@ class PreflightReport:
         per scalar (κ, accuracy, seconds_<stage>, ...) and one per step of ``train_loss`` and ``eval_loss``."""
         keys = {"model": self.model, "task": self.task, "n": self.n, "n_test": self.n_test,
                 "layers": " ".join(map(str, self.layers)), "targets": self.targets, "rank": self.rank,
-                "head": self.head, "lam": self.lam, "seed": self.seed}
+                "head": self.head, "lam": self.lam, "seed": self.seed, "output": self.output}
         rows = [{**keys, "quantity": name, "step": "", "value": getattr(self, name)} for name in self._SCALARS]
         rows += [{**keys, "quantity": f"seconds_{stage}", "step": "", "value": s} for stage, s in self.seconds.items()]
         for name in ("train_loss", "eval_loss"):
@@ -304,14 +316,24 @@ def _join(a: dict, b: dict) -> dict:
     return {key: torch.cat([a[key], b[key]]) for key in ("input_ids", "attention_mask")}
 
 
-def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = None, progress: bool = True
-                     ) -> PreflightReport:
+def _resolve_output(output: str, num_labels: int) -> str:
+    check_choice("output", output, OUTPUTS)
+    if output == "auto":
+        return "logit_diff" if num_labels == 2 else "full"
+    if output == "logit_diff" and num_labels != 2:
+        raise LinftError(f"output='logit_diff' needs a binary task, this one has {num_labels} classes: use 'full'")
+    return output
+
+
+def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = None, progress: bool = True,
+                     output: str = "auto") -> PreflightReport:
     """The prediction of :func:`preflight` on an already prepared (loaded) model; ``run.test`` must hold examples.
 
     ``lam``: λ ≥ 0 of the anchored penalty; ``steps``: length of the predicted curves (None: :data:`DEFAULT_STEPS`);
-    ``progress``: tqdm bars on stderr.
+    ``progress``: tqdm bars on stderr; ``output``: one of :data:`OUTPUTS` (see the module docstring).
     """
     lam = check_lam(lam)
+    output = _resolve_output(output, run.num_labels)
     steps = DEFAULT_STEPS if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise LinftError(f"steps must be a positive integer (GD steps of the predicted curves), got {steps!r}")
@@ -320,9 +342,13 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
     start = time.perf_counter()
     n = run.train["input_ids"].shape[0]
     K = ntk.empirical_ntk(run.model, _join(run.train, run.test), params=run.params, per_layer=False,
-                          progress=progress)
+                          progress=progress, output=output)
     K_train, K_test = K.values[:n, :n], K.values[n:, :n]
-    f0, f0_test = _outputs(run.model, run.train), _outputs(run.model, run.test)
+    logits, logits_test = _outputs(run.model, run.train), _outputs(run.model, run.test)
+    if output == "logit_diff":
+        f0, f0_test = logits[:, 1:] - logits[:, :1], logits_test[:, 1:] - logits_test[:, :1]
+    else:
+        f0, f0_test = logits, logits_test
     kernel_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -333,7 +359,7 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
     curves = kr.curves(lr=lr, steps=steps)
     eval_loss = kr.eval_loss(K_test, y_test, f0_test, lr=lr, steps=steps)
     acc = accuracy_ci(kr.classify(K_test, f0_test).numpy(), y_test.numpy(), seed=run.seed)
-    init = float((f0_test.argmax(1) == y_test).double().mean())
+    init = float((logits_test.argmax(1) == y_test).double().mean())
     eigen_s = time.perf_counter() - start
     return PreflightReport(
         model=run.model_name, task=run.task, description=run.description, n=n, n_test=int(y_test.shape[0]),
@@ -346,27 +372,30 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
         kr_accuracy_high=acc["high"], init_accuracy=init,
         seconds={"load": run.seconds, "kernel": kernel_s, "eigen": eigen_s, "predict": kernel_s + eigen_s,
                  "total": run.seconds + kernel_s + eigen_s},
+        output=output,
     )
 
 
 def preflight(model: str = "minilm", task: str = "mr", *, layers=None, targets="qv", rank: int = 8, n: int = 256,
               n_test: int = 256, lam: float = 0.0, max_length: int = 64, seed: int = 0, head: str = "frozen",
-              text_col: str = "text", label_col: str = "label", steps: int | None = None, progress: bool = True
-              ) -> PreflightReport:
+              text_col: str = "text", label_col: str = "label", steps: int | None = None, progress: bool = True,
+              output: str = "auto") -> PreflightReport:
     """Predict LoRA fine-tuning of ``model`` on ``task`` before training: :func:`prepare` then
     :func:`predict_prepared` (see the module docstring and :class:`PreflightReport`).
 
     ``task``: a registry key or the path of the user's data (``text_col``/``label_col`` name its columns);
     ``layers``: block indices to adapt (None: all); ``n``/``n_test``: training/held-out examples (held-out ones from
-    the validation split, at most all of it); ``head``: ``"frozen"`` (kernel of the LoRA matrices) or ``"trained"``.
+    the validation split, at most all of it); ``head``: ``"frozen"`` (kernel of the LoRA matrices) or ``"trained"``;
+    ``output``: ``"auto"`` (the logit difference for binary tasks), ``"full"`` or ``"logit_diff"``.
     """
+    check_choice("output", output, OUTPUTS)
     lam = check_lam(lam)
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise LinftError(f"steps must be a positive integer (GD steps of the predicted curves), got {steps!r}")
     check_positive_int(n_test, "n_test (held-out examples)")
     run = prepare(model, task, layers=layers, targets=targets, rank=rank, n=n, n_test=n_test, max_length=max_length,
                   seed=seed, head=head, text_col=text_col, label_col=label_col)
-    return predict_prepared(run, lam=lam, steps=steps, progress=progress)
+    return predict_prepared(run, lam=lam, steps=steps, progress=progress, output=output)
 
 
 # ---------------------------------------------------------------------------------------------- layers
