@@ -99,6 +99,14 @@ SECTIONS: dict[str, dict[str, dict]] = {
     "kernel_regression": {"smoke": {"n_eval": 32, "train_steps": 4},
                           "default": {"n_eval": 1000, "train_steps": 50, "max_length": 32},
                           "paper": {"n_eval": 1000}},
+    # chapter 4 fine-tunes every choice of layers (advisor, baselines, each layer alone) on 3 tasks × 3 seeds: the
+    # training sizes of chapters 1-2 (64 examples of 32 tokens, 30 AdamW steps at 3e-3) in minibatches of 8, and
+    # 128 held-out examples per seed, to fit its share of the book's time budget; the kernel is taken on the same 64
+    # training examples (ntk_n = n_train)
+    "layers": {"smoke": {"n_train": 16, "ntk_n": 16, "max_length": 16, "train_steps": 4, "batch_size": 8,
+                         "n_test": 32, "seeds": (0,)},
+               "default": {"n_train": 64, "ntk_n": 64, "n_eval": 64, "max_length": 32, "train_steps": 30,
+                           "batch_size": 8, "lr": 3e-3, "seeds": (0, 1, 2), "n_test": 128}},
 }
 
 

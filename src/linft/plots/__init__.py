@@ -2,6 +2,9 @@
 
 Each function takes tidy data (a DataFrame or tensors) and returns the matplotlib ``Figure``; it never saves
 or closes it, so notebooks show it inline. :func:`set_style` is called once by each chapter.
+
+Sub-modules: :mod:`linft.plots.data` (chapter 0), :mod:`linft.plots.linearization` (chapters 1-2),
+:mod:`linft.plots.ntk` (chapter 3), :mod:`linft.plots.layers` (chapter 4).
 """
 
 from __future__ import annotations
