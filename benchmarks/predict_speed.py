@@ -56,7 +56,7 @@ import torch
 from linft import models, ntk, predict
 from linft.device import pin_threads
 from linft.layers import LayerKernels, select_layers
-from linft.preflight import predict_prepared, prepare
+from linft.preflight import DEFAULT_N_TEST, predict_prepared, prepare
 from linft.train import fine_tune
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,13 +98,16 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: N = M = 16, 16 tokens, 16 updates")
     ap.add_argument("--repeats", type=int, default=2, help="timed prediction runs; the fastest counts (default 2)")
     ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/")
+    ap.add_argument("--n-test", type=int, default=None,
+                    help="held-out examples M (default: linft predict's default, preflight.DEFAULT_N_TEST)")
     args = ap.parse_args(argv)
     n, max_length, steps, budget = (16, 16, 16, 2) if args.quick else (256, 64, 160, 2)
     batch_size, lr, targets, rank, seed = 16, 1e-3, "qv", 8, 0
     out = Tee()
     threads = pin_threads(args.threads)
     load_before = os.getloadavg()[0]
-    run = prepare("minilm", "mr", targets=targets, rank=rank, n=n, n_test=n, max_length=max_length, seed=seed)
+    n_test = args.n_test or (n if args.quick else DEFAULT_N_TEST)
+    run = prepare("minilm", "mr", targets=targets, rank=rank, n=n, n_test=n_test, max_length=max_length, seed=seed)
     tokens = run.train["attention_mask"].sum(1).double()
     out(f"# preflight speed: MiniLM + LoRA r={rank} on q,v (all 6 layers, head frozen), task mr, N={n} train + "
         f"M={run.test['labels'].shape[0]} held-out examples, max {max_length} tokens (train mean "

@@ -15,7 +15,7 @@ from torch.func import functional_call
 
 from linft import LinftError
 
-__all__ = ["call", "eval_mode", "logits_of"]
+__all__ = ["batch_logits", "call", "eval_mode", "logits_of"]
 
 
 def logits_of(output) -> torch.Tensor:
@@ -57,3 +57,29 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, flag in saved:
             module.training = flag
+
+
+@torch.no_grad()
+def batch_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], chunk: int = 64) -> torch.Tensor:
+    """Logits ``[N, C]`` (float64, CPU) of ``model`` on a right-padded ``batch`` (``input_ids``/``attention_mask``
+    ``[N, L]``), dropout off, no autograd graph.
+
+    Examples are taken in order of length, ``chunk`` at a time, each chunk cut to its longest example, so padding
+    costs nothing (with right padding the cut changes no logit); rows come back in the batch's order.
+    """
+    mask = batch["attention_mask"]
+    order = torch.argsort(mask.sum(1), stable=True)
+    device = next(model.parameters()).device
+    out: torch.Tensor | None = None
+    with eval_mode(model):
+        for start in range(0, order.numel(), chunk):
+            rows = order[start:start + chunk]
+            length = max(int(mask[rows].sum(1).max()), 1)
+            logits = logits_of(model(input_ids=batch["input_ids"][rows, :length].to(device),
+                                     attention_mask=mask[rows, :length].to(device))).double().cpu()
+            if out is None:
+                out = torch.empty(order.numel(), logits.shape[1], dtype=torch.float64)
+            out[rows] = logits
+    if out is None:
+        raise LinftError("batch_logits got an empty batch: pass at least one example")
+    return out

@@ -45,13 +45,13 @@ import torch
 from torch import nn
 
 from linft import LinftError, check_choice, check_positive_int, data, models, ntk, predict, spectral
-from linft.functional import logits_of
+from linft.functional import batch_logits
 from linft.regularize import check_lam
 from linft.stats import accuracy_ci
 from linft.userdata import resolve_task
 
 __all__ = ["PreparedRun", "PreflightReport", "LayerAdvice", "prepare", "predict_prepared", "preflight",
-           "advise_layers", "HEADS", "OBJECTIVES", "OUTPUTS", "DEFAULT_STEPS"]
+           "advise_layers", "HEADS", "OBJECTIVES", "OUTPUTS", "DEFAULT_STEPS", "DEFAULT_N_TEST"]
 
 #: what the classifier head does during the predicted fine-tuning: stays at its seeded init, or trains with LoRA
 HEADS = ("frozen", "trained")
@@ -61,8 +61,9 @@ OUTPUTS = ("auto", "full", "logit_diff")
 OBJECTIVES = ("kappa_lambda", "lambda_min")
 #: gradient-descent steps of the predicted loss curves when ``steps`` is None
 DEFAULT_STEPS = 100
-#: examples per forward pass when computing the outputs at θ0
-_CHUNK = 128
+#: held-out examples for the kernel-regression accuracy by default (its 95 % interval is about ±8 points); each costs
+#: a forward and a backward pass, as a training example does
+DEFAULT_N_TEST = 256
 
 
 # ---------------------------------------------------------------------------------------------- set-up
@@ -145,15 +146,6 @@ def prepare(model: str = "minilm", task: str = "mr", *, layers=None, targets="qv
 
 
 @torch.no_grad()
-def _outputs(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Logits at θ0, float64 ``[N, C]``, in chunks of ``_CHUNK`` examples."""
-    parts = []
-    for i in range(0, batch["input_ids"].shape[0], _CHUNK):
-        parts.append(logits_of(model(input_ids=batch["input_ids"][i:i + _CHUNK],
-                                     attention_mask=batch["attention_mask"][i:i + _CHUNK])))
-    return torch.cat(parts).double()
-
-
 # ---------------------------------------------------------------------------------------------- predict
 
 
@@ -344,7 +336,7 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
     K = ntk.empirical_ntk(run.model, _join(run.train, run.test), params=run.params, per_layer=False,
                           progress=progress, output=output)
     K_train, K_test = K.values[:n, :n], K.values[n:, :n]
-    logits, logits_test = _outputs(run.model, run.train), _outputs(run.model, run.test)
+    logits, logits_test = batch_logits(run.model, run.train), batch_logits(run.model, run.test)
     if output == "logit_diff":
         f0, f0_test = logits[:, 1:] - logits[:, :1], logits_test[:, 1:] - logits_test[:, :1]
     else:
