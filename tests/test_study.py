@@ -364,3 +364,12 @@ def test_cli_runs_the_sweep(tmp_path, counting):
     assert (summary["planned"], summary["ran"], summary["ok"], summary["missing"]) == (32, 29, 32, 0)
     with pytest.raises(LinftError, match="--backend ray"):
         run_cli(parser.parse_args(["study", "--config", str(config), "--address", "auto"]))
+
+
+def test_every_numeric_result_column_is_typed():
+    """Result columns are numbers unless they are text by nature: a new numeric column must be typed here too."""
+    from linft.study._csv import FLOAT_COLUMNS, INT_COLUMNS
+
+    text = {"status", "error", "kernel", "hostname", "linft_version", "torch_version", "transformers_version",
+            "peft_version"}
+    assert {c for c in RESULT_COLUMNS if c not in INT_COLUMNS and c not in FLOAT_COLUMNS} == text

@@ -33,11 +33,12 @@ __all__ = ["COLUMNS", "INT_COLUMNS", "FLOAT_COLUMNS", "RunStore"]
 #: every column of the CSV, in order
 COLUMNS = KEY_COLUMNS + RESULT_COLUMNS
 INT_COLUMNS = ("rank", "seed", "n_train", "n_test", "max_length", "steps", "batch_size", "n_classes", "n_train_used",
-               "n_test_used", "n_params", "steps_done", "threads")
+               "n_test_used", "n_params", "steps_done", "short_steps", "threads")
 FLOAT_COLUMNS = ("lam", "adamw_lr", "kappa", "kappa_lambda", "lambda_min", "lambda_max", "trace", "effective_rank",
-                 "kr_acc", "kr_acc_at_steps", "train_loss_predicted", "lr", "train_loss_init", "train_loss",
-                 "train_objective", "train_acc", "eval_loss", "eval_acc", "kernel_seconds", "train_seconds",
-                 "run_seconds")
+                 "kr_acc", "kr_acc_at_steps", "train_loss_predicted", "logme_jacobian", "logme_frozen", "lr",
+                 "train_loss_init", "train_loss", "train_objective", "train_acc", "eval_loss", "eval_acc",
+                 "short_train_loss", "short_eval_loss", "short_eval_acc", "kernel_seconds", "logme_seconds",
+                 "train_seconds", "short_seconds", "run_seconds")
 
 
 def _text(value) -> str:
