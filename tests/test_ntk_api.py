@@ -133,6 +133,23 @@ def test_two_batches_match_reference(qv):
         fast.matrix()
 
 
+def test_outputs_are_the_models_logits(qv):
+    """``Kernel.outputs``/``outputs2`` are the logits of each batch, in batch order, from either implementation."""
+    from linft.functional import batch_logits
+
+    model, tokenizer, batch = qv
+    batch2 = tokenizer(TEXTS[2:] + ["not my cup of tea, though the score is lovely"], padding=True,
+                       return_tensors="pt")
+    want, want2 = batch_logits(model, batch), batch_logits(model, batch2)
+    assert want.shape == (5, 2) and (want[:, 1] - want[:, 0]).abs().min() > 0  # distinct rows: order is checked
+    for implementation in ("fast", "reference"):
+        K = empirical_ntk(model, batch, batch2, output="logit_diff", implementation=implementation)
+        assert K.outputs.dtype == K.outputs2.dtype == torch.float64
+        assert K.outputs.shape == (5, 2) and K.outputs2.shape == (4, 2)
+        assert rel(K.outputs, want) < 1e-9 and rel(K.outputs2, want2) < 1e-9, implementation
+        assert empirical_ntk(model, batch, output="trace", implementation=implementation).outputs2 is None
+
+
 def test_per_layer_sums_symmetry_psd(qv):
     model, _, batch = qv
     k = empirical_ntk(model, batch, params="trainable")

@@ -112,6 +112,7 @@ def test_empirical_ntk_cache_roundtrip(tiny_lora, tmp_path):
     assert first.meta["cache_key"] in first.meta["cache_file"]
     assert torch.equal(first.values, again.values) and again.per_layer.keys() == first.per_layer.keys()
     assert all(torch.equal(first.per_layer[g], again.per_layer[g]) for g in first.per_layer)
+    assert torch.equal(first.outputs, again.outputs) and again.outputs.shape == (3, 2)
     assert (again.params, again.n_params, again.kernel, again.output) == (
         first.params, first.n_params, first.kernel, first.output)
     assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]

@@ -45,7 +45,6 @@ import torch
 from torch import nn
 
 from linft import LinftError, check_choice, check_positive_int, data, models, ntk, predict, spectral
-from linft.functional import batch_logits
 from linft.regularize import check_lam
 from linft.stats import accuracy_ci
 from linft.userdata import resolve_task
@@ -336,7 +335,7 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
     K = ntk.empirical_ntk(run.model, _join(run.train, run.test), params=run.params, per_layer=False,
                           progress=progress, output=output)
     K_train, K_test = K.values[:n, :n], K.values[n:, :n]
-    logits, logits_test = batch_logits(run.model, run.train), batch_logits(run.model, run.test)
+    logits, logits_test = K.outputs[:n], K.outputs[n:]  # f(θ0) from the kernel's own forward passes
     if output == "logit_diff":
         f0, f0_test = logits[:, 1:] - logits[:, :1], logits_test[:, 1:] - logits_test[:, :1]
     else:

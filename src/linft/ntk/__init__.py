@@ -63,7 +63,9 @@ class Kernel:
     ``per_layer``: {"layer0": ..., "other": ..., "head": ...} blocks of the same shape summing to ``values`` (empty
     when computed with ``per_layer=False``). ``params`` describes the parameter set in words (e.g.
     "LoRA (no head), 73,728 params"); ``seconds`` is the wall time (0 when loaded from the cache); ``meta`` holds
-    sizes, the memory plan and cache details.
+    sizes, the memory plan and cache details. ``outputs`` [N, C] / ``outputs2`` [M, C] (``None`` without
+    ``batch2``): the model's logits on ``batch`` / ``batch2`` at the weights the kernel was taken at, from the same
+    forward passes (no extra cost; float64, on the CPU), e.g. f(θ0) for kernel regression.
     """
 
     values: torch.Tensor
@@ -75,6 +77,8 @@ class Kernel:
     seconds: float
     implementation: str
     meta: dict = field(default_factory=dict)
+    outputs: torch.Tensor | None = None
+    outputs2: torch.Tensor | None = None
 
     def matrix(self) -> torch.Tensor:
         """Square matrix: [N·C, N·C] for "full" (example-major: row i·C + c), else [N, N]. Needs M == N."""
@@ -177,6 +181,8 @@ def empirical_ntk(
         seconds=time.perf_counter() - start,
         implementation=implementation,
         meta=meta,
+        outputs=_outputs(model, gx, bx, implementation),
+        outputs2=_outputs(model, gy, by, implementation) if by is not None else None,
     )
     if path is not None:
         _cache.save(path, {f.name: getattr(result, f.name) for f in fields(Kernel)})
@@ -210,6 +216,15 @@ def _total(parts: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tens
     if not torch.isfinite(values).all():
         raise LinftError("the eNTK has non-finite entries: check the model weights and inputs for NaN/inf")
     return values
+
+
+def _outputs(model: nn.Module, grads, batch: dict, implementation: str) -> torch.Tensor:
+    """Logits [N, C] of ``batch``: those the fast path's forward passes produced, else one no-grad pass."""
+    if implementation == "fast":
+        return grads.logits
+    from linft.functional import batch_logits
+
+    return batch_logits(model, batch)
 
 
 def _num_outputs(model: nn.Module) -> int:

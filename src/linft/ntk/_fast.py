@@ -108,6 +108,7 @@ class FastGradients:
     entries: list[list[_Entry]] = field(default_factory=list)  # [unit][bucket]
     passes: int = 0
     tokens: int = 0
+    logits: torch.Tensor | None = None  # [N, C] float64 outputs of the forward passes, batch order, CPU
 
     def unit_bytes(self) -> int:
         total = 0
@@ -229,6 +230,9 @@ def fast_gradients(
                     raise LinftError(
                         "the model produced non-finite logits: check its weights (NaN/inf) before computing an eNTK"
                     )
+                if store.logits is None:
+                    store.logits = torch.empty(store.n_examples, logits.shape[1], dtype=torch.float64)
+                store.logits[index.cpu()] = logits.detach().double().cpu()
                 missing = [units[u].module_name for u in range(len(units)) if u not in captured]
                 if missing:
                     raise LinftError(f"selected module {missing[0]} was not called in the forward pass: select others")
