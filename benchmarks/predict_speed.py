@@ -16,7 +16,11 @@ trained parameters, and the kernel, are exactly the LoRA matrices). Both sides s
               M held-out examples (fine_tune logs steps 0 and 160: forward passes over train and held-out); once.
 
 Line ``predict_s=… finetune_s=… predict_over_finetune=X`` (bar: X ≤ 0.05); ``finetune_updates_s`` is the update
-time alone (a lower bound on any fine-tuning run), and ``predict_over_updates`` the ratio against it.
+time alone (a lower bound on any fine-tuning run), and ``predict_over_updates`` the ratio against it. Two more
+lines put the same fine-tuning run beside (a) with fewer held-out examples (``--n-test-small``, default 64) and beside
+the training-set kernel alone (N examples, eigenvalues and κ: what the issue's pilot timed), and the tokens each side
+pushes through the model: the kernel cuts every pass to its longest example, fine-tuning pads each minibatch to the
+maximum length (as the reference GLUE script's default ``pad_to_max_length`` does).
 
 Layer advisor (budget 2 of 6 layers: 15 candidate sets), on the same N training examples:
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import os
 import sys
@@ -100,6 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/")
     ap.add_argument("--n-test", type=int, default=None,
                     help="held-out examples M (default: linft predict's default, preflight.DEFAULT_N_TEST)")
+    ap.add_argument("--n-test-small", type=int, default=64,
+                    help="the smaller held-out set of the second comparison (default 64)")
     args = ap.parse_args(argv)
     n, max_length, steps, budget = (16, 16, 16, 2) if args.quick else (256, 64, 160, 2)
     batch_size, lr, targets, rank, seed = 16, 1e-3, "qv", 8, 0
@@ -137,6 +144,28 @@ def main(argv=None) -> int:
     out(f"predict_s={best['predict']:.2f} finetune_s={finetune_s:.2f} predict_over_finetune={ratio:.3f} "
         f"finetune_updates_s={updates_s:.2f} predict_over_updates={best['predict'] / updates_s:.3f} "
         f"threads={threads} torch={torch.__version__} bar<={BAR} {'met' if ratio <= BAR else 'NOT met'}")
+
+    small = min(args.n_test_small, run.test["labels"].shape[0])
+    run_small = dataclasses.replace(run, test={k: v[:small] for k, v in run.test.items()})
+    small_s = min(predict_prepared(run_small, lam=0.0, steps=steps, progress=False).seconds["predict"]
+                  for _ in range(max(1, args.repeats)))
+    train_only = []
+    for _ in range(max(1, args.repeats)):
+        start = time.perf_counter()
+        K = ntk.empirical_ntk(run.model, run.train, params=run.params, per_layer=False, output=report.output)
+        predict.kappa_lambda(K)
+        train_only.append(time.perf_counter() - start)
+    train_s = min(train_only)
+    out(f"predict with M={small} held-out examples: {small_s:.2f} s, predict_over_finetune_m{small}="
+        f"{small_s / finetune_s:.3f}; training-set kernel alone (N={n}, κ): {train_s:.2f} s, "
+        f"kernel_over_finetune={train_s / finetune_s:.3f}")
+    n_test = run.test["labels"].shape[0]
+    example_tokens = int(run.train["attention_mask"].sum() + run.test["attention_mask"].sum())
+    finetune_tokens = (steps * batch_size + 2 * (n + n_test)) * run.train["input_ids"].shape[1]
+    out(f"tokens through the model: predict {example_tokens:,} (the N + M examples' own lengths; passes are cut "
+        f"to their longest example; one forward and one backward each); finetune {finetune_tokens:,} ({steps} "
+        f"minibatches of {batch_size} and 2 evaluations of N + M, padded to {run.train['input_ids'].shape[1]} "
+        "tokens, forward and backward for the updates)")
 
     # ------------------------------------------------------------------------------------------ layer advisor
     start = time.perf_counter()

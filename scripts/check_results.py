@@ -84,6 +84,12 @@ def chapter5_problems(numbers: dict, path: Path) -> list[str]:
     if not rerun or not all(row.get("match") for row in rerun):
         problems.append(f"{path}: the re-run subset must reproduce the committed rows, got "
                         f"{[(r.get('task'), r.get('config'), r.get('match')) for r in rerun]}")
+    anchored = numbers.get("anchored") or {}
+    if not anchored.get("lam", 0) > 0 or not (anchored.get("counts") or {}).get("rows") or not all(
+            isinstance(v, dict) and v.get("verdict") in (*CH4_VERDICTS, "not yet tested") and v.get("evidence")
+            for v in (anchored.get("verdicts") or {None: None}).values()):
+        problems.append(f"{path}: 'anchored' needs the slice's λ > 0, its row count and a computed verdict per "
+                        f"setting, got {str(anchored)[:200]}")
     counts = numbers.get("counts") or {}
     if counts.get("rows", 0) < 1 or counts.get("used", 0) + counts.get("failed", 0) + counts.get("not_moved", 0) != \
             counts.get("rows"):

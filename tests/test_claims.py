@@ -229,3 +229,23 @@ def test_api_page_covers_the_public_modules():
     assert listed <= documented, f"public modules missing from book/api.md: {sorted(listed - documented)}"
     for name in documented:
         importlib.import_module(name)
+
+
+def test_check_results_wants_chapter5s_verdicts_reruns_and_anchored_slice():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from check_results import chapter5_problems
+
+    good = {"claims": {c: {"verdict": "does not hold", "evidence": "ρ = 0.3", "section": "ch5-verdict"}
+                       for c in ("kappa-orders-mse", "kappa-orders-adamw")},
+            "rerun": [{"task": "mr", "config": "qv-r8", "match": True}],
+            "anchored": {"lam": 0.5, "counts": {"rows": 108},
+                         "verdicts": {"ce_adamw": {"verdict": "not yet tested", "evidence": "only 0 of 54 moved"}}},
+            "counts": {"rows": 10, "used": 8, "failed": 1, "not_moved": 1}}
+    assert chapter5_problems(good, Path("ch5.json")) == []
+    for key, bad, says in [("anchored", {}, "'anchored'"), ("anchored", {**good["anchored"], "lam": 0}, "'anchored'"),
+                           ("rerun", [{"match": False}], "re-run"),
+                           ("counts", {"rows": 10, "used": 8, "failed": 0, "not_moved": 1}, "'counts'")]:
+        problems = chapter5_problems({**good, key: bad}, Path("ch5.json"))
+        assert len(problems) == 1 and says in problems[0], (key, problems)

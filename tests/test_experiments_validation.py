@@ -111,3 +111,62 @@ def test_figures_draw(tmp_path):
     assert len(fig.axes) == 2
     with pytest.raises(LinftError):
         validation_plots.kappa_scatter(study.frame.drop(columns="moved"))
+
+
+def _anchored(tmp_path, base: Path, kappa_lambda_sign: float, moved: bool = True) -> Path:
+    """The cells of ``base`` on tasks a, b re-run at λ = 0.5: κ_λ = κ/10, eval accuracy and training loss follow
+    ``kappa_lambda_sign``·log κ_λ (the claim's direction for sign −1 on accuracy); not moved: loss stays at init."""
+    frame = pd.read_csv(base)
+    frame = frame[frame["task"].isin(["a", "b"])].copy()
+    frame["lam"] = 0.5
+    frame["kappa_lambda"] = frame["kappa"] / 10
+    log_kl = np.log10(frame["kappa_lambda"])
+    frame["eval_acc"] = 0.6 + kappa_lambda_sign * 0.01 * log_kl
+    frame["train_loss"] = (5.0 - kappa_lambda_sign * 0.1 * log_kl) if moved else frame["train_loss_init"]
+    path = tmp_path / "anchored.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(("sign", "word"), [(-1, "holds"), (+1, "does not hold")])
+def test_anchored_slice_pairs_cells_and_tests_kappa_lambda(tmp_path, sign, word):
+    base = _synthetic(tmp_path, +1, -1)  # at λ = 0 the claim fails; at λ = 0.5 it follows ``sign``
+    study = vx.anchored_study(_anchored(tmp_path, base, sign), base, n_permutations=300, n_boot=200)
+    assert study.lam == 0.5 and len(study.pairs) == 2 * 6 * 3 * 2  # tasks a, b × configs × seeds × settings
+    for setting in ("ce_adamw", "mse_gd"):
+        verdict, sentence = study.verdicts[setting]
+        assert verdict == word and "log κ_λ (λ = 0.5)" in sentence and "n = 36 runs" in sentence
+    row = study.summary.set_index("setting").loc["mse_gd"]
+    assert row["both_moved"] == 36 and row["kappa_rel_diff"] == 0
+    assert row["median_kappa_lambda"] == pytest.approx(row["median_kappa"] / 10)
+    assert np.isfinite(row["eval_acc_change"]) and row["eval_acc_change_low"] <= row["eval_acc_change_high"]
+    assert vx.combine_verdicts([word, study.verdicts["mse_gd"][0]]) == word
+    fig = validation_plots.anchored_pairs(study.pairs, study.lam)
+    assert len(fig.axes) == 4
+
+
+def test_anchored_runs_that_did_not_move_are_not_ranked(tmp_path):
+    base = _synthetic(tmp_path, +1, -1)
+    study = vx.anchored_study(_anchored(tmp_path, base, -1, moved=False), base, n_permutations=50, n_boot=50)
+    verdict, sentence = study.verdicts["ce_adamw"]
+    assert verdict == "not yet tested" and "only 0 of the 36 runs at λ = 0.5" in sentence
+    assert study.summary.set_index("setting").loc["ce_adamw", "both_moved"] == 0
+
+
+def test_anchored_study_errors(tmp_path):
+    base = _synthetic(tmp_path, +1, -1)
+    with pytest.raises(LinftError, match="exactly one λ > 0"):
+        vx.anchored_study(base, base)
+    other = pd.read_csv(_anchored(tmp_path, base, -1))
+    other["task"] = "z"
+    other.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(LinftError, match="no cell of other.csv"):
+        vx.anchored_study(tmp_path / "other.csv", base)
+
+
+def test_combine_verdicts():
+    assert vx.combine_verdicts(["holds", "holds"]) == "holds"
+    assert vx.combine_verdicts(["does not hold", "not yet tested"]) == "does not hold"
+    assert vx.combine_verdicts(["holds", "does not hold"]) == "partly"
+    assert vx.combine_verdicts(["does not hold", "partly"]) == "partly"
+    assert vx.combine_verdicts(["not yet tested"]) == "not yet tested"

@@ -11,7 +11,9 @@ of exactly the trained parameters at θ0, then the fine-tuning outcome). Protoco
 - rival predictors κ must beat to matter (:data:`PREDICTORS`), each with its compute cost per run;
 - the seeds' noise ceiling of each outcome (:func:`linft.rankstats.noise_ceiling`);
 - the claim's verdict per setting against the bar fixed beforehand (:data:`P_BAR`, the sign the claim predicts, the
-  interval excluding 0).
+  interval excluding 0);
+- the anchored slice (:func:`anchored_study`): runs trained at λ > 0 paired with the same cells at λ = 0, κ_λ at the
+  trained λ against the outcome under the same bar, and the λ effect beside how far training got.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from linft import LinftError, require_columns
 from linft.rankstats import grouped_rank_correlation, noise_ceiling, rank_correlation
 
 __all__ = [
-    "MOVE_TOL", "OUTCOMES", "P_BAR", "PREDICTORS", "SETTING_NAMES", "TENAS_TAU", "ValidationStudy", "claim_verdict",
-    "load_study", "model_available", "predictor_correlations", "rerun_check", "slice_summary", "validation_study",
+    "ANCHORED_PREDICTORS", "AnchoredStudy", "MOVE_TOL", "OUTCOMES", "P_BAR", "PREDICTORS", "SETTING_NAMES",
+    "TENAS_TAU", "ValidationStudy", "anchored_study", "claim_verdict", "combine_verdicts", "load_study",
+    "model_available", "predictor_correlations", "rerun_check", "slice_summary", "validation_study",
 ]
 
 #: a run "moved" when its final training loss is below (1 − MOVE_TOL)·(its loss at θ0)
@@ -55,6 +58,15 @@ PREDICTORS = {
     "short_eval_acc": ("short run's eval accuracy", "short_seconds"),
     "short_train_loss": ("short run's training loss", "short_seconds"),
 }
+#: the predictors of the anchored slice: κ_λ at the trained λ (the claim there), plain κ and the strongest rivals
+ANCHORED_PREDICTORS = {
+    "log_kappa_lambda": ("log₁₀ κ_λ at the trained λ (the claim)", "kernel_seconds"),
+    "log_kappa": ("log₁₀ κ (λ ignored)", "kernel_seconds"),
+    "n_params": PREDICTORS["n_params"],
+    "kr_acc": PREDICTORS["kr_acc"],
+    "short_eval_acc": PREDICTORS["short_eval_acc"],
+}
+_ALL_PREDICTORS = {**PREDICTORS, **ANCHORED_PREDICTORS}
 _NEEDED = ("task", "config", "seed", "setting", "lam", "status", "kappa", "lambda_min", "lambda_max", "trace",
            "train_loss_init", "train_loss", "eval_acc", "eval_loss")
 
@@ -68,8 +80,9 @@ def _log10(values: pd.Series) -> pd.Series:
 def load_study(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """The sweep CSV at ``path`` with derived columns, and counts ``{"rows", "failed", "not_moved", "used"}``.
 
-    Adds ``log_kappa``, ``log_trace``, ``log_lambda_max``, ``log_lambda_min`` (log₁₀; NaN for κ = inf or λmin = 0)
-    and ``moved`` (bool); keeps every row (filter on ``status == "ok"`` and ``moved``).
+    Adds ``log_kappa``, ``log_kappa_lambda`` (κ_λ at the run's λ; κ where the CSV has no ``kappa_lambda``),
+    ``log_trace``, ``log_lambda_max``, ``log_lambda_min`` (log₁₀; NaN for κ = inf or λmin = 0) and ``moved`` (bool);
+    keeps every row (filter on ``status == "ok"`` and ``moved``).
     """
     path = Path(path)
     if not path.is_file():
@@ -78,7 +91,12 @@ def load_study(path: str | Path) -> tuple[pd.DataFrame, dict]:
     require_columns(frame, _NEEDED, f"sweep CSV {path.name}", "write it with linft.study")
     for column in ("kappa", "trace", "lambda_max", "lambda_min"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["lam"] = pd.to_numeric(frame["lam"], errors="coerce").astype(float)
     frame["log_kappa"] = _log10(frame["kappa"])
+    if "kappa_lambda" not in frame:
+        frame["kappa_lambda"] = frame["kappa"]
+    frame["kappa_lambda"] = pd.to_numeric(frame["kappa_lambda"], errors="coerce")
+    frame["log_kappa_lambda"] = _log10(frame["kappa_lambda"])
     frame["log_trace"] = _log10(frame["trace"])
     frame["log_lambda_max"] = _log10(frame["lambda_max"])
     frame["log_lambda_min"] = _log10(frame["lambda_min"])
@@ -89,17 +107,24 @@ def load_study(path: str | Path) -> tuple[pd.DataFrame, dict]:
     return frame, counts
 
 
+def _runs(frame: pd.DataFrame, setting: str, lam: float = 0.0) -> pd.DataFrame:
+    """The moved runs of ``setting`` trained at ``lam``."""
+    return frame[(frame["setting"] == setting) & frame["moved"] & np.isclose(frame["lam"], lam)]
+
+
 def predictor_correlations(frame: pd.DataFrame, *, setting: str, outcomes=tuple(OUTCOMES), predictors=tuple(PREDICTORS),
-                           n_permutations: int = 2000, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                           n_permutations: int = 2000, n_boot: int = 1000, seed: int = 0, lam: float = 0.0
+                           ) -> pd.DataFrame:
     """Pooled within-task Spearman ρ (and per task) of every predictor with every outcome, for one setting.
 
-    Uses the moved runs at λ = 0 of ``setting``. Returns one row per (predictor, outcome, group): ``group`` is a task or
-    "pooled"; columns ``r``, ``p_value``, ``low``, ``high``, ``n``, ``note`` and the predictor's median ``cost_s``.
+    Uses the moved runs of ``setting`` trained at ``lam``. ``predictors``: names of :data:`PREDICTORS` or
+    :data:`ANCHORED_PREDICTORS`. Returns one row per (predictor, outcome, group): ``group`` is a task or "pooled";
+    columns ``r``, ``p_value``, ``low``, ``high``, ``n``, ``note`` and the predictor's median ``cost_s``.
     """
-    used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+    used = _runs(frame, setting, lam)
     rows = []
     for predictor in predictors:
-        cost_column = PREDICTORS[predictor][1]
+        cost_column = _ALL_PREDICTORS[predictor][1]
         cost = float(used[cost_column].median()) if cost_column and len(used) else 0.0
         for outcome in outcomes:
             if used.empty or predictor not in used:
@@ -120,23 +145,26 @@ def _passes(row: pd.Series, sign: int) -> bool:
                 and (row["high"] < 0 if sign < 0 else row["low"] > 0))
 
 
-def claim_verdict(correlations: pd.DataFrame, setting: str) -> tuple[str, str]:
+def claim_verdict(correlations: pd.DataFrame, setting: str, predictor: str = "log_kappa",
+                  label: str = "log κ") -> tuple[str, str]:
     """(verdict, one computed sentence) for "lower κ → higher eval accuracy and lower training loss" in ``setting``.
 
-    Holds: pooled log κ passes the bar against both eval accuracy (ρ < 0) and training loss (ρ > 0); partly: one of
-    the two; does not hold: neither; not yet tested: no pooled correlations (no usable runs).
+    Holds: pooled ``predictor`` (log κ; log κ_λ for anchored runs, named ``label`` in the sentence) passes the bar
+    against both eval accuracy (ρ < 0) and training loss (ρ > 0); partly: one of the two; does not hold: neither;
+    not yet tested: no pooled correlations (no usable runs).
     """
     if correlations.empty:
         return "not yet tested", f"{SETTING_NAMES.get(setting, setting)}: no usable runs to correlate."
-    pooled = correlations[(correlations["predictor"] == "log_kappa") & (correlations["group"] == "pooled")
+    pooled = correlations[(correlations["predictor"] == predictor) & (correlations["group"] == "pooled")
                           & (correlations["setting"] == setting)].set_index("outcome")
     name = SETTING_NAMES.get(setting, setting)
-    if not {"eval_acc", "train_loss"} <= set(pooled.index) or not np.isfinite(pooled["r"]).any():
+    if not {"eval_acc", "train_loss"} <= set(pooled.index) or not np.isfinite(
+            pd.to_numeric(pooled["r"], errors="coerce").astype(float)).any():
         return "not yet tested", f"{name}: no usable runs to correlate."
     acc, loss = pooled.loc["eval_acc"], pooled.loc["train_loss"]
     passed = [_passes(acc, OUTCOMES["eval_acc"][1]), _passes(loss, OUTCOMES["train_loss"][1])]
     word = "holds" if all(passed) else "partly" if any(passed) else "does not hold"
-    sentence = (f"{name}: pooled within tasks, log κ vs eval accuracy ρ = {acc['r']:.2f} "
+    sentence = (f"{name}: pooled within tasks, {label} vs eval accuracy ρ = {acc['r']:.2f} "
                 f"[{acc['low']:.2f}, {acc['high']:.2f}], p = {acc['p_value']:.3f}; vs training loss ρ = "
                 f"{loss['r']:.2f} [{loss['low']:.2f}, {loss['high']:.2f}], p = {loss['p_value']:.3f} "
                 f"(n = {int(acc['n'])} runs).")
@@ -158,7 +186,7 @@ def rival_table(correlations: pd.DataFrame, outcome: str = "eval_acc") -> pd.Dat
 
 def kendall_kappa(frame: pd.DataFrame, setting: str, outcome: str = "eval_acc", seed: int = 0) -> dict:
     """Kendall τ of log κ with ``outcome`` on the within-task ranks (pooled), for the TE-NAS comparison."""
-    used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+    used = _runs(frame, setting)
     if used.empty:
         return {"r": math.nan, "p_value": math.nan, "low": math.nan, "high": math.nan, "n": 0}
     table = grouped_rank_correlation(used, "log_kappa", outcome, method="kendall", n_permutations=500, n_boot=300,
@@ -170,7 +198,7 @@ def kendall_kappa(frame: pd.DataFrame, setting: str, outcome: str = "eval_acc", 
 def across_tasks(frame: pd.DataFrame, setting: str, predictor: str = "logme_frozen", outcome: str = "eval_acc",
                  seed: int = 0) -> dict:
     """Spearman across tasks of the task-mean ``predictor`` with the task-mean ``outcome`` (one point per task)."""
-    used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+    used = _runs(frame, setting)
     means = used.groupby("task")[[predictor, outcome]].mean()
     res = rank_correlation(means[predictor], means[outcome], n_permutations=2000, n_boot=500, seed=seed)
     return {**res.as_dict(), "tasks": list(means.index)}
@@ -235,7 +263,7 @@ def validation_study(path: str | Path, *, n_permutations: int = 2000, n_boot: in
          .assign(setting=s) for s in settings], ignore_index=True) if settings else pd.DataFrame()
     ceilings = []
     for s in settings:
-        used = frame[(frame["setting"] == s) & frame["moved"] & (frame["lam"] == 0)]
+        used = _runs(frame, s)
         for outcome in ("eval_acc", "train_loss"):
             if len(used):
                 ceilings.append(noise_ceiling(used, outcome).assign(setting=s, outcome=outcome))
@@ -252,6 +280,112 @@ def validation_study(path: str | Path, *, n_permutations: int = 2000, n_boot: in
                        for o in pooled.index}
         headline[s]["kendall_eval_acc"] = {k: float(v) for k, v in kendall_kappa(frame, s, seed=seed).items()}
     return ValidationStudy(frame, counts, correlations, rival_table(correlations), ceilings, verdicts, headline)
+
+
+_CELL = ["task", "config", "seed", "setting"]
+
+
+def combine_verdicts(words) -> str:
+    """One verdict from several tests of the same claim: "holds" when all hold, "does not hold" when none holds
+    (even partly), "partly" otherwise; tests "not yet tested" are left out (all of them: "not yet tested")."""
+    tested = [w for w in words if w != "not yet tested"]
+    if not tested:
+        return "not yet tested"
+    if all(w == "holds" for w in tested):
+        return "holds"
+    if all(w == "does not hold" for w in tested):
+        return "does not hold"
+    return "partly"
+
+
+@dataclass
+class AnchoredStudy:
+    """The anchored slice beside its λ = 0 cells.
+
+    ``pairs``: one row per cell (task, config, seed, setting) run at both λ, with ``kappa``, ``kappa_lambda``,
+    ``train_loss``/``eval_acc``/``moved`` at each λ (suffixes ``_0`` and ``_lam``).
+    ``summary``: one row per setting: runs, pairs where both moved, median κ and κ_λ, ``kappa_rel_diff`` (the
+    largest relative difference of a cell's κ between the two CSVs: 0 up to round-off, θ0 does not depend on λ),
+    the median training loss reached at each λ, the paired mean change of eval accuracy with its 95 % interval.
+    ``correlations``: :func:`predictor_correlations` of :data:`ANCHORED_PREDICTORS` on the anchored runs;
+    ``verdicts``: per setting, the claim with κ_λ at the trained λ; ``lam``: that λ; ``counts``: :func:`load_study`'s
+    counts of the anchored CSV.
+    """
+
+    pairs: pd.DataFrame
+    summary: pd.DataFrame
+    correlations: pd.DataFrame
+    verdicts: dict
+    lam: float
+    counts: dict
+    headline: dict = field(default_factory=dict)
+
+
+def anchored_study(path: str | Path, base_path: str | Path, *, n_permutations: int = 2000, n_boot: int = 1000,
+                   seed: int = 0) -> AnchoredStudy:
+    """Analyse the anchored sweep CSV at ``path`` (one λ > 0) beside the λ = 0 sweep at ``base_path``.
+
+    The claim at λ > 0 is tested with κ_λ at the trained λ, under the same bar as at λ = 0 (:func:`claim_verdict`);
+    the λ effect is read only on cells where both runs moved (:data:`MOVE_TOL`), beside the training loss each
+    reached. Raises :class:`LinftError` when the CSV holds no λ > 0, several λ, or no cell of ``base_path``.
+    """
+    from linft.stats import paired_bootstrap_ci
+
+    frame, counts = load_study(path)
+    base, _ = load_study(base_path)
+    lams = sorted(set(frame.loc[frame["lam"] > 0, "lam"]))
+    if len(lams) != 1:
+        raise LinftError(f"{Path(path).name} must hold runs at exactly one λ > 0, it has {lams or 'none'}: split it "
+                         "by λ")
+    lam = float(lams[0])
+    keep = _CELL + ["kappa", "kappa_lambda", "train_loss", "eval_acc", "moved"]
+    anchored = frame[np.isclose(frame["lam"], lam)]
+    pairs = base[np.isclose(base["lam"], 0.0)][keep].merge(anchored[keep], on=_CELL, suffixes=("_0", "_lam"))
+    if pairs.empty:
+        raise LinftError(f"no cell of {Path(path).name} is in {Path(base_path).name}: pair an anchored slice with "
+                         "the λ = 0 sweep it was cut from")
+    pairs = pairs.drop(columns=["kappa_lambda_0"]).rename(columns={"kappa_0": "kappa", "kappa_lambda_lam":
+                                                                   "kappa_lambda", "kappa_lam": "kappa_check"})
+    settings = [s for s in SETTING_NAMES if s in set(anchored["setting"])]
+    rows = []
+    for s in settings:
+        cell = pairs[pairs["setting"] == s]
+        both = cell[cell["moved_0"] & cell["moved_lam"]]
+        row = {"setting": s, "runs": len(cell), "moved_at_0": int(cell["moved_0"].sum()),
+               "moved_at_lam": int(cell["moved_lam"].sum()), "both_moved": len(both),
+               "median_kappa": float(cell["kappa"].median()),
+               "median_kappa_lambda": float(cell["kappa_lambda"].median()),
+               "kappa_rel_diff": float(((cell["kappa_check"] - cell["kappa"]).abs() / cell["kappa"]).max()),
+               "median_train_loss_0": float(both["train_loss_0"].median()) if len(both) else math.nan,
+               "median_train_loss_lam": float(both["train_loss_lam"].median()) if len(both) else math.nan}
+        if len(both) >= 2:
+            delta, low, high = paired_bootstrap_ci(both["eval_acc_lam"], both["eval_acc_0"], n_boot=n_boot, seed=seed)
+        else:
+            delta = low = high = math.nan
+        row.update(eval_acc_change=delta, eval_acc_change_low=low, eval_acc_change_high=high)
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    correlations = pd.concat(
+        [predictor_correlations(frame, setting=s, predictors=tuple(ANCHORED_PREDICTORS), lam=lam,
+                                n_permutations=n_permutations, n_boot=n_boot, seed=seed).assign(setting=s)
+         for s in settings], ignore_index=True) if settings else pd.DataFrame()
+    verdicts = {s: claim_verdict(correlations, s, predictor="log_kappa_lambda", label=f"log κ_λ (λ = {lam:g})")
+                for s in settings}
+    for row in rows:
+        if row["moved_at_lam"] < 3:  # too few runs trained to rank anything: say so instead of "no usable runs"
+            name = SETTING_NAMES[row["setting"]]
+            verdicts[row["setting"]] = (
+                "not yet tested", f"{name}: only {row['moved_at_lam']} of the {row['runs']} runs at λ = {lam:g} "
+                f"lowered their training loss by {MOVE_TOL:.0%} (at λ = 0, {row['moved_at_0']} did), so κ_λ has "
+                "nothing to rank here.")
+    headline = {"lam": lam, "counts": counts, "summary": summary.to_dict(orient="records"),
+                "verdicts": {s: {"verdict": v, "evidence": t} for s, (v, t) in verdicts.items()}}
+    for s in settings:
+        pooled = correlations[(correlations["setting"] == s) & (correlations["group"] == "pooled")
+                              & (correlations["predictor"] == "log_kappa_lambda")].set_index("outcome")
+        headline[s] = {o: {k: float(pooled.loc[o, k]) for k in ("r", "p_value", "low", "high")}
+                       for o in pooled.index}
+    return AnchoredStudy(pairs, summary, correlations, verdicts, lam, counts, headline)
 
 
 def model_available(name: str) -> tuple[bool, str]:
@@ -276,7 +410,7 @@ def slice_summary(path: str | Path, *, seed: int = 0) -> dict:
     out = {"available": True, "path": str(path), "counts": counts, "model": str(frame["model"].iloc[0]),
            "tasks": sorted(frame["task"].unique().tolist())}
     for setting in sorted(frame["setting"].unique()):
-        used = frame[(frame["setting"] == setting) & frame["moved"] & (frame["lam"] == 0)]
+        used = _runs(frame, setting)
         out[setting] = {o: rank_correlation(used["log_kappa"], used[o], n_permutations=2000, n_boot=500,
                                             seed=seed).as_dict() for o in ("eval_acc", "train_loss")}
     return out

@@ -14,7 +14,7 @@ import seaborn as sns
 
 from linft import LinftError, require_columns
 
-__all__ = ["kappa_scatter", "predictor_forest"]
+__all__ = ["anchored_pairs", "kappa_scatter", "predictor_forest"]
 
 _SETTINGS = {"ce_adamw": "CE + AdamW", "mse_gd": "MSE + GD"}
 
@@ -78,6 +78,43 @@ def predictor_forest(rivals: pd.DataFrame, title: str | None = None):
         ax.set_yticks(range(len(order)), order)
         ax.set_xlabel("Spearman ρ (pooled within tasks)")
         ax.set_title(_SETTINGS[setting])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def anchored_pairs(pairs: pd.DataFrame, lam: float, title: str | None = None):
+    """The anchored slice cell by cell, one column per setting: training loss reached at λ = 0 against at ``lam``
+    (top; hollow where either run did not move) and log₁₀ κ against log₁₀ κ_λ (bottom), with the diagonal.
+    ``pairs``: :attr:`linft.experiments.validation.AnchoredStudy.pairs`."""
+    require_columns(pairs, ["setting", "task", "kappa", "kappa_lambda", "train_loss_0", "train_loss_lam", "moved_0",
+                            "moved_lam"], "anchored_pairs")
+    settings = [s for s in _SETTINGS if s in set(pairs["setting"])]
+    if not settings:
+        raise LinftError("anchored_pairs: no rows of a known setting (ce_adamw, mse_gd)")
+    tasks = sorted(pairs["task"].unique())
+    colors = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
+    fig, axes = plt.subplots(2, len(settings), figsize=(4.2 * len(settings) + 1.4, 6.4), squeeze=False)
+    for col, setting in enumerate(settings):
+        part = pairs[pairs["setting"] == setting]
+        top, bottom = axes[0][col], axes[1][col]
+        for task, group in part.groupby("task"):
+            both = (group["moved_0"] & group["moved_lam"]).astype(bool)
+            top.scatter(group["train_loss_0"][both], group["train_loss_lam"][both], s=20, color=colors[task])
+            top.scatter(group["train_loss_0"][~both], group["train_loss_lam"][~both], s=20, facecolors="none",
+                        edgecolors=colors[task])
+            bottom.scatter(np.log10(group["kappa"]), np.log10(group["kappa_lambda"]), s=20, color=colors[task],
+                           label=task)
+        for ax in (top, bottom):
+            lo, hi = min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])
+            ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8, ls="--")
+        top.set_xlabel("training loss reached, λ = 0")
+        top.set_ylabel(f"training loss reached, λ = {lam:g}")
+        top.set_title(_SETTINGS[setting])
+        bottom.set_xlabel("log₁₀ κ")
+        bottom.set_ylabel(f"log₁₀ κ_λ (λ = {lam:g})")
+    axes[1][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
