@@ -16,7 +16,7 @@ from linft import LinftError, bound, check_positive_int, data
 from linft.batches import take
 from linft.device import seed_everything
 from linft.experiments.tasks import TaskSetup, setup_task
-from linft.functional import logits_of
+from linft.functional import batch_logits
 from linft.linearize import LinearizedModel
 from linft.scales import Scale
 from linft.stats import hierarchical_ci, verdict
@@ -571,14 +571,6 @@ class TradeoffSeeds:
     arrays: dict = field(default_factory=dict, repr=False)  # (task, seed, λ, anchor) → per-example arrays
 
 
-@torch.no_grad()
-def _eval_logits(model, batch: dict, chunk: int = 128) -> torch.Tensor:
-    model.eval()
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    n = inputs["input_ids"].shape[0]
-    return torch.cat([logits_of(model(**{k: v[i:i + chunk] for k, v in inputs.items()})) for i in range(0, n, chunk)])
-
-
 def tradeoff_seeds(tasks, cfg: Scale, plan: Plan, setups: dict | None = None) -> TradeoffSeeds:
     """For every task, seed of ``plan.sweep_seeds`` and λ of ``plan.sweep_lambdas`` (for λ > 0, once per anchor of
     ``plan.anchors``: ``"all"`` pulls every trained tensor, head included; ``"lora"`` pulls the LoRA matrices
@@ -605,7 +597,8 @@ def tradeoff_seeds(tasks, cfg: Scale, plan: Plan, setups: dict | None = None) ->
                                     anchor="all" if anchor == "none" else anchor, seed=seed,
                                     log_every=max(plan.sweep_steps, 1), track_gap=False, progress=False)
                     tic = time.perf_counter()
-                    logits = _eval_logits(run.model, setup.eval).double()
+                    run.model.eval()  # dropout off for the linearization below too
+                    logits = batch_logits(run.model, setup.eval)
                     eval_seconds = time.perf_counter() - tic
                     with torch.no_grad():
                         lin = reference(gap_batch, params=run.model).double()

@@ -29,7 +29,7 @@ import torch
 from linft import data, models, ntk, predict
 from linft.device import seed_everything
 from linft.experiments.tasks import batch_of
-from linft.functional import logits_of
+from linft.functional import batch_logits
 from linft.scales import Scale
 from linft.stats import accuracy_ci, bootstrap_ci
 from linft.train import fine_tune
@@ -51,15 +51,6 @@ class KRStudy:
     seconds: float
     text: dict = field(default_factory=dict)
     headline: dict = field(default_factory=dict)
-
-
-@torch.no_grad()
-def _logits(model, batch: dict, chunk: int = 128) -> torch.Tensor:
-    parts = []
-    for i in range(0, batch["input_ids"].shape[0], chunk):
-        part = {k: v[i:i + chunk] for k, v in batch.items() if k != "labels"}
-        parts.append(logits_of(model(**part)))
-    return torch.cat(parts).double()
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor) -> float:
@@ -89,7 +80,7 @@ def _one_task(task: str, cfg: Scale, lambdas, n_eval: int, seed: int, step_fract
     Kx = ntk.empirical_ntk(model, evalb, train, params="lora")
     A = ntk.empirical_ntk(model, train, params="lora", kernel="asym_signgd")
     Ax = ntk.empirical_ntk(model, evalb, train, params="lora", kernel="asym_signgd")
-    f0, f0x = _logits(model, train), _logits(model, evalb)
+    f0, f0x = K.outputs, Kx.outputs  # f(θ0) from the kernels' own forward passes
     y, yx = train["labels"], evalb["labels"].numpy()
     rows, curves = [], []
     for lam in lambdas:
@@ -104,7 +95,7 @@ def _one_task(task: str, cfg: Scale, lambdas, n_eval: int, seed: int, step_fract
         rel_err = np.abs(predicted[steps] - measured) / measured
         curves.append(pd.DataFrame({"task": task, "lam": lam, "step": steps, "measured": measured,
                                     "predicted": predicted[steps]}))
-        f_gd = _logits(gd.model, evalb)
+        f_gd = batch_logits(gd.model, evalb)
         f_kr = kr.predict(Kx, f0x, step=cfg.train_steps, lr=lr)
         K_T = ntk.empirical_ntk(gd.model, train, params="lora")
         K_T_A = ntk.empirical_ntk(gd.model, train, params=["lora_A"], per_layer=False)
@@ -112,7 +103,7 @@ def _one_task(task: str, cfg: Scale, lambdas, n_eval: int, seed: int, step_fract
         adam = fine_tune(copy.deepcopy(model), train, evalb, loss="ce", optimizer="adamw", lr=cfg.lr,
                          steps=cfg.train_steps, batch_size=cfg.batch_size, lam=lam, seed=seed,
                          log_every=cfg.train_steps or 1, track_gap=False, progress=False)
-        f_adam = _logits(adam.model, evalb)
+        f_adam = batch_logits(adam.model, evalb)
         f_sign = predict.asymmetric_regression(A, Ax, y, f0, f0x, lam)
         f_sgd_limit = kr.predict(Kx, f0x)
         labels = {"gd": f_gd.argmax(1).numpy(), "kr": f_kr.argmax(1).numpy(), "adam": f_adam.argmax(1).numpy(),
