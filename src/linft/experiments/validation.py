@@ -240,6 +240,13 @@ def rerun_check(frame: pd.DataFrame, keys: list[dict], config_path: str | Path, 
     return pd.DataFrame(rows)
 
 
+def _pooled_numbers(correlations: pd.DataFrame, setting: str, predictor: str) -> dict:
+    """{outcome: {r, p_value, low, high}} of ``predictor``'s pooled correlations in ``setting``."""
+    pooled = correlations[(correlations["setting"] == setting) & (correlations["group"] == "pooled")
+                          & (correlations["predictor"] == predictor)].set_index("outcome")
+    return {o: {k: float(pooled.loc[o, k]) for k in ("r", "p_value", "low", "high")} for o in pooled.index}
+
+
 @dataclass
 class ValidationStudy:
     """Everything chapter 5 shows: the runs, the correlation tables, the verdicts and the headline numbers."""
@@ -274,10 +281,7 @@ def validation_study(path: str | Path, *, n_permutations: int = 2000, n_boot: in
                 "seeds": sorted(int(x) for x in frame["seed"].unique()),
                 "verdicts": {s: {"verdict": v, "evidence": t} for s, (v, t) in verdicts.items()}}
     for s in settings:
-        pooled = correlations[(correlations["setting"] == s) & (correlations["group"] == "pooled")
-                              & (correlations["predictor"] == "log_kappa")].set_index("outcome")
-        headline[s] = {o: {k: float(pooled.loc[o, k]) for k in ("r", "p_value", "low", "high")}
-                       for o in pooled.index}
+        headline[s] = _pooled_numbers(correlations, s, "log_kappa")
         headline[s]["kendall_eval_acc"] = {k: float(v) for k, v in kendall_kappa(frame, s, seed=seed).items()}
     return ValidationStudy(frame, counts, correlations, rival_table(correlations), ceilings, verdicts, headline)
 
@@ -381,10 +385,7 @@ def anchored_study(path: str | Path, base_path: str | Path, *, n_permutations: i
     headline = {"lam": lam, "counts": counts, "summary": summary.to_dict(orient="records"),
                 "verdicts": {s: {"verdict": v, "evidence": t} for s, (v, t) in verdicts.items()}}
     for s in settings:
-        pooled = correlations[(correlations["setting"] == s) & (correlations["group"] == "pooled")
-                              & (correlations["predictor"] == "log_kappa_lambda")].set_index("outcome")
-        headline[s] = {o: {k: float(pooled.loc[o, k]) for k in ("r", "p_value", "low", "high")}
-                       for o in pooled.index}
+        headline[s] = _pooled_numbers(correlations, s, "log_kappa_lambda")
     return AnchoredStudy(pairs, summary, correlations, verdicts, lam, counts, headline)
 
 
