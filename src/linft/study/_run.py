@@ -80,20 +80,6 @@ def _host(threads: int) -> dict:
     return {"threads": threads, "hostname": socket.gethostname(), **_versions()}
 
 
-def _logits(model, batch: dict, chunk: int = 128):
-    """float64 logits [N, C] of ``model`` on ``batch``, ``chunk`` examples per forward pass."""
-    import torch
-
-    from linft.functional import logits_of
-
-    parts = []
-    with torch.no_grad():
-        for i in range(0, batch["input_ids"].shape[0], chunk):
-            part = {k: v[i:i + chunk] for k, v in batch.items() if k != "labels"}
-            parts.append(logits_of(model(**part)))
-    return torch.cat(parts).double().cpu()
-
-
 def _setup(key: RunKey):
     """(model with frozen head + LoRA, train batch [N, L], test batch [M, L], C) of the run."""
     from linft import data, models
@@ -121,7 +107,7 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     K = ntk.empirical_ntk(model, train, params="lora", kernel=kernel)
     K_test = ntk.empirical_ntk(model, test, train, params="lora", kernel=kernel)
     spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=train["labels"].shape[0])
-    f0, f0_test = _logits(model, train), _logits(model, test)
+    f0, f0_test = K.outputs, K_test.outputs  # f(θ0) from the kernels' own forward passes
     kr = predict.KernelRegression.fit(spectrum, train["labels"].cpu(), f0, key.lam)
     labels = test["labels"].cpu()
     lr = predict.descent_lr(spectrum, lam=key.lam) if key.setting == "mse_gd" else key.adamw_lr
