@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from linft import LinftError
+from linft.batches import trim_padding
 from linft.linearize import LinearizedModel, linearization_gap
 from linft.models import is_head_param
 from linft.regularize import drift
@@ -63,7 +64,9 @@ def test_linearized_model_learns_mse_gd(setup):
     assert "eval_loss" not in res.log.columns
     # its gap column is the same-parameters gap: real network at lin's θ vs lin at θ
     direct = linearization_gap(None, lin, batch)
-    assert res.final["gap_train"] == pytest.approx(direct["gap"], rel=1e-5)
+    # (fine_tune evaluates on length-trimmed chunks, the direct call on the padded batch: float32 round-off of two
+    # nearly equal outputs, ~1e-7 absolute on a gap of ~5e-3)
+    assert res.final["gap_train"] == pytest.approx(direct["gap"], rel=1e-4)
     assert res.final["kind"] == "linearized"
 
 
@@ -82,9 +85,10 @@ def test_lambda_zero_is_plain_training_bitwise(setup):
     plain = copy.deepcopy(model).eval()
     params = [p for p in plain.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
+    inputs = trim_padding(batch)  # fine_tune trains on the batch without its all-padding columns
     for _ in range(3):
         opt.zero_grad(set_to_none=True)
-        logits = plain(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = plain(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         torch.nn.functional.cross_entropy(logits, batch["labels"]).backward()
         opt.step()
     res = fine_tune(copy.deepcopy(model), batch, None, lr=1e-2, steps=3, lam=0.0, selective=True,

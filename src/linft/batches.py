@@ -105,6 +105,36 @@ def lengths_of(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return batch["attention_mask"].sum(1)
 
 
+#: the keys with a token axis that :func:`trim_padding` cuts
+TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def trim_padding(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without its trailing all-padding columns: ``input_ids``/``attention_mask``/``token_type_ids``
+    [N, L] cut to [N, L'] with L' the last position any example attends to (other keys as they are).
+
+    Only columns that every example masks are dropped, so no logit of a masked model changes (up to float
+    round-off); a left-padded batch is left as it is.
+    """
+    mask = batch["attention_mask"]
+    used = mask.any(0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else mask.shape[1]
+    if length == mask.shape[1]:
+        return dict(batch)
+    return {k: v[:, :length] if k in TOKEN_KEYS else v for k, v in batch.items()}
+
+
+def length_chunks(batch: Mapping[str, torch.Tensor], chunk: int) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """The batch in chunks of at most ``chunk`` examples of similar length, each :func:`trim_padding`-ed:
+    [(example indices [b] into ``batch``, sub-batch)], shortest examples first; the indices cover every example
+    once, so ``out[index] = f(sub_batch)`` puts rows back in the batch's order."""
+    order = torch.argsort(lengths_of(batch).cpu(), stable=True)
+    if order.numel() == 0:
+        return []
+    return [(index, trim_padding({k: v[index.to(v.device)] for k, v in batch.items()}))
+            for index in order.split(chunk)]
+
+
 def take(batch: Mapping[str, torch.Tensor], n: int | None) -> dict[str, torch.Tensor]:
     """The first ``n`` examples of a batch (all of them when ``n`` is None)."""
     return {k: v[:n] for k, v in batch.items()} if n is not None else dict(batch)

@@ -64,21 +64,19 @@ def batch_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], chunk: int
     """Logits ``[N, C]`` (float64, CPU) of ``model`` on a right-padded ``batch`` (``input_ids``/``attention_mask``
     ``[N, L]``), dropout off, no autograd graph.
 
-    Examples are taken in order of length, ``chunk`` at a time, each chunk cut to its longest example, so padding
-    costs nothing (with right padding the cut changes no logit); rows come back in the batch's order.
+    Examples are taken in order of length, ``chunk`` at a time, each chunk cut to its longest example
+    (:func:`linft.batches.length_chunks`), so padding costs nothing; rows come back in the batch's order.
     """
-    mask = batch["attention_mask"]
-    order = torch.argsort(mask.sum(1), stable=True)
+    from linft.batches import length_chunks
+
     device = next(model.parameters()).device
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     out: torch.Tensor | None = None
     with eval_mode(model):
-        for start in range(0, order.numel(), chunk):
-            rows = order[start:start + chunk]
-            length = max(int(mask[rows].sum(1).max()), 1)
-            logits = logits_of(model(input_ids=batch["input_ids"][rows, :length].to(device),
-                                     attention_mask=mask[rows, :length].to(device))).double().cpu()
+        for rows, part in length_chunks(inputs, chunk):
+            logits = logits_of(model(**{k: v.to(device) for k, v in part.items()})).double().cpu()
             if out is None:
-                out = torch.empty(order.numel(), logits.shape[1], dtype=torch.float64)
+                out = torch.empty(inputs["input_ids"].shape[0], logits.shape[1], dtype=torch.float64)
             out[rows] = logits
     if out is None:
         raise LinftError("batch_logits got an empty batch: pass at least one example")

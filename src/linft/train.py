@@ -53,7 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from linft import LinftError, check_choice, check_positive_int
-from linft.batches import check_batch, take, to_device
+from linft.batches import check_batch, length_chunks, take, to_device, trim_padding
 from linft.device import seed_everything
 from linft.functional import logits_of
 from linft.linearize import LinearizedModel, gap_numbers, trainable_parameters
@@ -268,10 +268,13 @@ def _logits(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor
 
 @torch.no_grad()
 def _chunked(fn, batch: Mapping[str, torch.Tensor], chunk: int, n: int | None = None) -> torch.Tensor:
-    """``fn`` (a batch dict → logits) over the first ``n`` examples of ``batch``, ``chunk`` examples at a time."""
+    """``fn`` (a batch dict → logits) over the first ``n`` examples of ``batch``, ``chunk`` examples of similar
+    length at a time, each cut to its longest (:func:`linft.batches.length_chunks`); rows in the batch's order."""
     inputs = take(_model_inputs(batch), n)
-    total = inputs["input_ids"].shape[0]
-    return torch.cat([fn({k: v[i : i + chunk] for k, v in inputs.items()}) for i in range(0, total, chunk)])
+    parts = length_chunks(inputs, chunk)
+    logits = torch.cat([fn(part) for _, part in parts])
+    order = torch.cat([index for index, _ in parts]).to(logits.device)
+    return torch.empty_like(logits).index_copy_(0, order, logits)
 
 
 # ---------------------------------------------------------------------------------------------- parts
@@ -608,6 +611,7 @@ def fine_tune(
     sampler = MinibatchSampler(config.n_train, config.batch_size, config.seed, device=device)
     opt = _optimizer(config, trainable_parameters(model).values())
 
+    train_trimmed = trim_padding(train) if sampler.full else train
     rows: list[dict] = []
     objective: list[float] | None = [] if sampler.full else None
     start = time.perf_counter()
@@ -623,10 +627,10 @@ def fine_tune(
             if step == config.steps:
                 break
             t0 = time.perf_counter()
-            minibatch = train
+            minibatch = train_trimmed
             if not sampler.full:
                 idx = next(sampler)
-                minibatch = {k: v[idx] for k, v in train.items()}
+                minibatch = trim_padding({k: v[idx] for k, v in train.items()})  # no column all examples mask
             pen = anchored.penalty() if objective is not None else 0.0  # at θ_t, before the update
             batch_loss, pulled = _update(model, opt, anchored, minibatch, config, step)
             if objective is not None:  # the full batch: R(θ_t) from this update's forward pass
