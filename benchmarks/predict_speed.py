@@ -19,8 +19,7 @@ Line ``predict_s=… finetune_s=… predict_over_finetune=X`` (bar: X ≤ 0.05);
 time alone (a lower bound on any fine-tuning run), and ``predict_over_updates`` the ratio against it. Two more
 lines put the same fine-tuning run beside (a) with fewer held-out examples (``--n-test-small``, default 64) and beside
 the training-set kernel alone (N examples, eigenvalues and κ: what the issue's pilot timed), and the tokens each side
-pushes through the model: the kernel cuts every pass to its longest example, fine-tuning pads each minibatch to the
-maximum length (as the reference GLUE script's default ``pad_to_max_length`` does).
+pushes through the model (both cut every pass to its longest example).
 
 Layer advisor (budget 2 of 6 layers: 15 candidate sets), on the same N training examples:
 
@@ -59,10 +58,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from linft import models, ntk, predict
+from linft.batches import length_chunks
 from linft.device import pin_threads
 from linft.layers import LayerKernels, select_layers
 from linft.preflight import DEFAULT_N_TEST, predict_prepared, prepare
-from linft.train import fine_tune
+from linft.train import MinibatchSampler, fine_tune
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BAR = 0.05
@@ -159,13 +159,15 @@ def main(argv=None) -> int:
     out(f"predict with M={small} held-out examples: {small_s:.2f} s, predict_over_finetune_m{small}="
         f"{small_s / finetune_s:.3f}; training-set kernel alone (N={n}, κ): {train_s:.2f} s, "
         f"kernel_over_finetune={train_s / finetune_s:.3f}")
-    n_test = run.test["labels"].shape[0]
     example_tokens = int(run.train["attention_mask"].sum() + run.test["attention_mask"].sum())
-    finetune_tokens = (steps * batch_size + 2 * (n + n_test)) * run.train["input_ids"].shape[1]
-    out(f"tokens through the model: predict {example_tokens:,} (the N + M examples' own lengths; passes are cut "
-        f"to their longest example; one forward and one backward each); finetune {finetune_tokens:,} ({steps} "
-        f"minibatches of {batch_size} and 2 evaluations of N + M, padded to {run.train['input_ids'].shape[1]} "
-        "tokens, forward and backward for the updates)")
+    lengths = run.train["attention_mask"].sum(1)
+    sampler = MinibatchSampler(n, batch_size, seed)  # the minibatches fine_tune drew (same seed)
+    update_tokens = sum(len(idx) * int(lengths[idx.cpu()].max()) for idx in (next(sampler) for _ in range(steps)))
+    eval_tokens = 2 * sum(len(index) * part["input_ids"].shape[1] for b in (run.train, run.test)
+                          for index, part in length_chunks(b, 64))
+    out(f"tokens through the model: predict {example_tokens:,} (the N + M examples' own lengths, one forward and "
+        f"one backward each); finetune {update_tokens:,} in {steps} updates (forward and backward, each minibatch "
+        f"cut to its longest example) + {eval_tokens:,} in its 2 evaluations of N + M (forward only)")
 
     # ------------------------------------------------------------------------------------------ layer advisor
     start = time.perf_counter()

@@ -65,7 +65,7 @@ def batch_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], chunk: int
     ``[N, L]``), dropout off, no autograd graph.
 
     Examples are taken in order of length, ``chunk`` at a time, each chunk cut to its longest example
-    (:func:`linft.batches.length_chunks`), so padding costs nothing; rows come back in the batch's order.
+    (``linft.batches.length_chunks``), so padding costs nothing; rows come back in the batch's order.
     """
     from linft.batches import length_chunks
 
