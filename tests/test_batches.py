@@ -1,9 +1,11 @@
 """linft.batches: trimming padding drops only the columns every example masks, and length chunks cover every example
-once with each chunk cut to its longest example."""
+once with each chunk cut to its longest example; apply_in_length_chunks puts fn's rows back in the batch's order."""
 
+import pytest
 import torch
 
-from linft.batches import length_chunks, trim_padding
+from linft import LinftError
+from linft.batches import apply_in_length_chunks, length_chunks, trim_padding
 
 
 def _batch(lengths, width=8, left=False):
@@ -44,3 +46,45 @@ def test_length_chunks_cover_every_example_once_shortest_first():
 
 def test_length_chunks_of_an_empty_batch():
     assert length_chunks({k: v[:0] for k, v in _batch([3]).items()}, 4) == []
+
+
+def _masked_summary(part):
+    """Per example: (sum of unmasked ids, number of unmasked tokens, label) [b, 3] float64: blind to trailing padding,
+    so chunked and whole-batch results must agree exactly; the label column pins each row to its example."""
+    mask = part["attention_mask"]
+    ids = part["input_ids"] * mask
+    return torch.stack([ids.sum(1), mask.sum(1), part["labels"]], 1).double()
+
+
+def test_apply_in_length_chunks_equals_fn_on_the_whole_padded_batch_in_order():
+    lengths = [5, 1, 8, 3, 3, 7, 2, 6, 4, 1, 8]
+    order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
+    batch = _batch([lengths[i] for i in order], width=10)  # shuffled lengths, padded wider than the longest
+    whole = _masked_summary(batch)
+    widths = []
+
+    def fn(part):
+        widths.append(part["input_ids"].shape[1])
+        return _masked_summary(part)
+
+    for chunk in (1, 3, 4, 11, 50):
+        widths.clear()
+        out = apply_in_length_chunks(fn, batch, chunk)
+        assert out.shape == (11, 3) and out.dtype == torch.float64
+        assert torch.equal(out, whole)  # rows in the batch's order, not the length order
+        assert torch.equal(out[:, 2], torch.arange(11.0))
+        assert max(widths) == 8 and len(widths) == -(-11 // chunk)  # trimmed chunks of at most `chunk` examples
+    first = apply_in_length_chunks(_masked_summary, batch, 3, n=4)
+    assert torch.equal(first, whole[:4])  # n: only the first n examples, still in order
+    assert torch.equal(apply_in_length_chunks(lambda p: p["labels"], batch, 2), batch["labels"])  # 1-d rows
+
+
+def test_apply_in_length_chunks_rejects_a_bad_chunk_an_empty_batch_and_missing_rows():
+    batch = _batch([3, 1, 2])
+    for bad in (0, -2, 1.5, True, None):
+        with pytest.raises(LinftError, match="chunk must be a positive integer"):
+            apply_in_length_chunks(_masked_summary, batch, bad)
+    with pytest.raises(LinftError, match="empty"):
+        apply_in_length_chunks(_masked_summary, {k: v[:0] for k, v in batch.items()}, 2)
+    with pytest.raises(LinftError, match="rows for a chunk"):
+        apply_in_length_chunks(lambda p: _masked_summary(p)[:1], batch, 2)

@@ -8,13 +8,13 @@ return_tensors="pt")``) returns it: ``input_ids`` and ``attention_mask`` [N, L],
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
-from linft import LinftError
+from linft import LinftError, check_positive_int
 
-__all__ = ["check_batch", "lengths_of", "take", "to_device"]
+__all__ = ["apply_in_length_chunks", "check_batch", "lengths_of", "take", "to_device"]
 
 
 def check_batch(
@@ -133,6 +133,45 @@ def length_chunks(batch: Mapping[str, torch.Tensor], chunk: int) -> list[tuple[t
         return []
     return [(index, trim_padding({k: v[index.to(v.device)] for k, v in batch.items()}))
             for index in order.split(chunk)]
+
+
+def apply_in_length_chunks(
+    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    batch: Mapping[str, torch.Tensor],
+    chunk: int,
+    *,
+    n: int | None = None,
+    which: str = "batch",
+) -> torch.Tensor:
+    """``fn`` applied to (the first ``n`` examples of) ``batch`` in :func:`length_chunks`, rows in the batch's order.
+
+    Args:
+        fn: a sub-batch (the keys of ``batch``: ``attention_mask`` etc. [b, L'] with L' ≤ L the chunk's longest
+            example, other tensors [b, ...]) → a tensor [b, ...] with one row per example of the sub-batch.
+        batch: a dict of tensors with ``attention_mask`` [N, L] and every other tensor indexed by example on dim 0.
+        chunk: at most this many examples per call of ``fn`` (a positive integer).
+        n: only the first ``n`` examples (:func:`take`); None for all of them.
+        which: the batch's name in error messages.
+
+    Returns:
+        [N', ...] with N' = min(n, N) (N without ``n``): row i is ``fn``'s row for example i, whatever chunk it was
+        computed in; dtype and device of ``fn``'s first output. Equals ``fn(batch)`` (up to float round-off) when
+        ``fn``'s rows do not depend on trailing padding.
+    """
+    chunk = check_positive_int(chunk, "chunk")
+    parts = length_chunks(take(batch, n), chunk)
+    if not parts:
+        raise LinftError(f"{which} is empty: pass at least one example")
+    out: torch.Tensor | None = None
+    total = sum(len(index) for index, _ in parts)
+    for index, part in parts:
+        rows = fn(part)
+        if rows.shape[0] != len(index):
+            raise LinftError(f"fn returned {rows.shape[0]} rows for a chunk of {len(index)} examples: one row each")
+        if out is None:
+            out = rows.new_empty((total, *rows.shape[1:]))
+        out[index.to(out.device)] = rows
+    return out
 
 
 def take(batch: Mapping[str, torch.Tensor], n: int | None) -> dict[str, torch.Tensor]:

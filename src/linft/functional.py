@@ -65,19 +65,15 @@ def batch_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], chunk: int
     ``[N, L]``), dropout off, no autograd graph.
 
     Examples are taken in order of length, ``chunk`` at a time, each chunk cut to its longest example
-    (``linft.batches.length_chunks``), so padding costs nothing; rows come back in the batch's order.
+    (``linft.batches.apply_in_length_chunks``), so padding costs nothing; rows come back in the batch's order.
     """
-    from linft.batches import length_chunks
+    from linft.batches import apply_in_length_chunks
 
     device = next(model.parameters()).device
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
-    out: torch.Tensor | None = None
+
+    def logits(part: dict[str, torch.Tensor]) -> torch.Tensor:
+        return logits_of(model(**{k: v.to(device) for k, v in part.items()})).double().cpu()
+
     with eval_mode(model):
-        for rows, part in length_chunks(inputs, chunk):
-            logits = logits_of(model(**{k: v.to(device) for k, v in part.items()})).double().cpu()
-            if out is None:
-                out = torch.empty(inputs["input_ids"].shape[0], logits.shape[1], dtype=torch.float64)
-            out[rows] = logits
-    if out is None:
-        raise LinftError("batch_logits got an empty batch: pass at least one example")
-    return out
+        return apply_in_length_chunks(logits, inputs, chunk, which="batch_logits' batch")

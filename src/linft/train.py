@@ -53,7 +53,7 @@ from torch import nn
 from tqdm import tqdm
 
 from linft import LinftError, check_choice, check_positive_int
-from linft.batches import check_batch, length_chunks, take, to_device, trim_padding
+from linft.batches import apply_in_length_chunks, check_batch, to_device, trim_padding
 from linft.device import seed_everything
 from linft.functional import logits_of
 from linft.linearize import LinearizedModel, gap_numbers, trainable_parameters
@@ -269,12 +269,9 @@ def _logits(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor
 @torch.no_grad()
 def _chunked(fn, batch: Mapping[str, torch.Tensor], chunk: int, n: int | None = None) -> torch.Tensor:
     """``fn`` (a batch dict → logits) over the first ``n`` examples of ``batch``, ``chunk`` examples of similar
-    length at a time, each cut to its longest (:func:`linft.batches.length_chunks`); rows in the batch's order."""
-    inputs = take(_model_inputs(batch), n)
-    parts = length_chunks(inputs, chunk)
-    logits = torch.cat([fn(part) for _, part in parts])
-    order = torch.cat([index for index, _ in parts]).to(logits.device)
-    return torch.empty_like(logits).index_copy_(0, order, logits)
+    length at a time, each cut to its longest (:func:`linft.batches.apply_in_length_chunks`); rows in the batch's
+    order."""
+    return apply_in_length_chunks(fn, _model_inputs(batch), chunk, n=n)
 
 
 # ---------------------------------------------------------------------------------------------- parts

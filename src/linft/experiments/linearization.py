@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from linft import data, ntk, predict, toy
-from linft.batches import length_chunks
+from linft.batches import apply_in_length_chunks
 from linft.device import seed_everything
 from linft.experiments.tasks import TaskSetup, batch_of, setup_task
 from linft.linearize import LinearizedModel, gap_numbers
@@ -142,15 +142,11 @@ def real_vs_linearized(setup: TaskSetup, cfg: Scale, lambdas=None, seed: int = 0
 
 @torch.no_grad()
 def _test_logits(real, lin: LinearizedModel, test: dict, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits [M, C] of the real and the linearized model on ``test``, in length-sorted trimmed chunks."""
+    """Logits [M, C] of the real and the linearized model on ``test``, in length-sorted trimmed chunks (the same
+    chunks for both), rows in ``test``'s order."""
     inputs = {k: test[k] for k in ("input_ids", "attention_mask")}
-    n = inputs["input_ids"].shape[0]
-    f_real, f_lin = None, None
-    for rows, part in length_chunks(inputs, chunk):
-        a, b = real(**part).logits, lin(part["input_ids"], part["attention_mask"])
-        if f_real is None:
-            f_real, f_lin = a.new_empty(n, a.shape[1]), b.new_empty(n, b.shape[1])
-        f_real[rows.to(a.device)], f_lin[rows.to(b.device)] = a, b
+    f_real = apply_in_length_chunks(lambda part: real(**part).logits, inputs, chunk)
+    f_lin = apply_in_length_chunks(lambda part: lin(part["input_ids"], part["attention_mask"]), inputs, chunk)
     return f_real, f_lin
 
 
