@@ -140,6 +140,17 @@ def predictor_correlations(frame: pd.DataFrame, *, setting: str, outcomes=tuple(
     return pd.concat(rows, ignore_index=True)
 
 
+def _correlations_by_setting(frame: pd.DataFrame, settings, *, predictors=tuple(PREDICTORS), lam: float = 0.0,
+                             n_permutations: int = 2000, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """:func:`predictor_correlations` of every setting in ``settings``, stacked with a ``setting`` column; an empty
+    frame when ``settings`` is empty."""
+    if not settings:
+        return pd.DataFrame()
+    return pd.concat(
+        [predictor_correlations(frame, setting=s, predictors=predictors, lam=lam, n_permutations=n_permutations,
+                                n_boot=n_boot, seed=seed).assign(setting=s) for s in settings], ignore_index=True)
+
+
 def _passes(row: pd.Series, sign: int) -> bool:
     return bool(np.isfinite(row["r"]) and np.sign(row["r"]) == sign and row["p_value"] < P_BAR
                 and (row["high"] < 0 if sign < 0 else row["low"] > 0))
@@ -265,9 +276,8 @@ def validation_study(path: str | Path, *, n_permutations: int = 2000, n_boot: in
     """Analyse the sweep CSV at ``path`` (see the module docstring) for every setting it holds."""
     frame, counts = load_study(path)
     settings = [s for s in SETTING_NAMES if s in set(frame["setting"])]
-    correlations = pd.concat(
-        [predictor_correlations(frame, setting=s, n_permutations=n_permutations, n_boot=n_boot, seed=seed)
-         .assign(setting=s) for s in settings], ignore_index=True) if settings else pd.DataFrame()
+    correlations = _correlations_by_setting(frame, settings, n_permutations=n_permutations, n_boot=n_boot,
+                                            seed=seed)
     ceilings = []
     for s in settings:
         used = _runs(frame, s)
@@ -369,10 +379,8 @@ def anchored_study(path: str | Path, base_path: str | Path, *, n_permutations: i
         row.update(eval_acc_change=delta, eval_acc_change_low=low, eval_acc_change_high=high)
         rows.append(row)
     summary = pd.DataFrame(rows)
-    correlations = pd.concat(
-        [predictor_correlations(frame, setting=s, predictors=tuple(ANCHORED_PREDICTORS), lam=lam,
-                                n_permutations=n_permutations, n_boot=n_boot, seed=seed).assign(setting=s)
-         for s in settings], ignore_index=True) if settings else pd.DataFrame()
+    correlations = _correlations_by_setting(frame, settings, predictors=tuple(ANCHORED_PREDICTORS), lam=lam,
+                                            n_permutations=n_permutations, n_boot=n_boot, seed=seed)
     verdicts = {s: claim_verdict(correlations, s, predictor="log_kappa_lambda", label=f"log κ_λ (λ = {lam:g})")
                 for s in settings}
     for row in rows:
