@@ -170,3 +170,68 @@ def test_combine_verdicts():
     assert vx.combine_verdicts(["holds", "does not hold"]) == "partly"
     assert vx.combine_verdicts(["does not hold", "partly"]) == "partly"
     assert vx.combine_verdicts(["not yet tested"]) == "not yet tested"
+
+
+def test_anchored_text_quotes_the_numbers_and_the_verdict(tmp_path):
+    base = _synthetic(tmp_path, +1, -1)
+    anchored_csv = _anchored(tmp_path, base, -1)
+    study = vx.anchored_study(anchored_csv, base, n_permutations=100, n_boot=100)
+    text = study.text("mse_gd")
+    cells = study.pairs[study.pairs["setting"] == "mse_gd"]
+    row = study.summary.set_index("setting").loc["mse_gd"]
+    word, sentence = study.verdicts["mse_gd"]
+    assert word == "holds" and text.endswith(f"Verdict for κ_λ: holds — {sentence}")
+    assert "runs moved at λ = 0.5" in text and "over the 36" in text
+    assert f"median κ {cells['kappa'].median():.3g} becomes κ_λ {cells['kappa'].median() / 10:.3g}" in text
+    assert (f"eval accuracy changes by {row['eval_acc_change']:+.3f} [{row['eval_acc_change_low']:+.3f}, "
+            f"{row['eval_acc_change_high']:+.3f}]") in text
+    frame = pd.read_csv(anchored_csv)
+    frame[frame["setting"] == "ce_adamw"].to_csv(tmp_path / "adamw-only.csv", index=False)
+    adamw_only = vx.anchored_study(tmp_path / "adamw-only.csv", base, n_permutations=50, n_boot=50)
+    assert adamw_only.text("mse_gd") == "not in this slice"
+    stuck = vx.anchored_study(_anchored(tmp_path, base, -1, moved=False), base, n_permutations=50, n_boot=50)
+    assert "no pair of runs both moved" in stuck.text("ce_adamw") and "not yet tested" in stuck.text("ce_adamw")
+
+
+def test_slice_text_quotes_rho_and_its_interval(tmp_path):
+    from scipy.stats import spearmanr
+
+    frame = pd.read_csv(_synthetic(tmp_path, -1, +1, noise=0.05))
+    frame["model"] = "toy"
+    frame.to_csv(tmp_path / "slice.csv", index=False)
+    summary = vx.slice_summary(tmp_path / "slice.csv")
+    adamw = frame[frame["setting"] == "ce_adamw"]
+    rho = spearmanr(np.log10(adamw["kappa"]), adamw["eval_acc"]).statistic
+    got = summary["ce_adamw"]["eval_acc"]
+    text = vx.slice_text(summary)
+    assert text.startswith(f"over its 108 moved runs, log κ against eval accuracy gives ρ = {rho:.2f} ")
+    assert f"[{got['low']:.2f}, {got['high']:.2f}], p = {got['p_value']:.3f}" in text
+    missing = vx.slice_summary(tmp_path / "absent.csv")
+    assert vx.slice_text(missing) == f"its slice CSV ({tmp_path / 'absent.csv'}) is not in this build"
+    assert vx.slice_text(missing, installed=False).endswith("is not in this build and the model is not installed here")
+    frame[frame["setting"] == "mse_gd"].to_csv(tmp_path / "gd.csv", index=False)  # no CE + AdamW runs to quote
+    assert vx.slice_text(vx.slice_summary(tmp_path / "gd.csv"), installed=False).endswith("is not in this build")
+
+
+def test_combined_claims_follow_combine_verdicts(tmp_path):
+    base = _synthetic(tmp_path, +1, -1)  # λ = 0: does not hold; anchored (sign −1): holds
+    study = vx.validation_study(base, n_permutations=100, n_boot=100)
+    anchored_csv = _anchored(tmp_path, base, -1)
+    frame = pd.read_csv(anchored_csv)
+    frame[frame["setting"] == "ce_adamw"].to_csv(tmp_path / "adamw-only.csv", index=False)
+    anchored = vx.anchored_study(tmp_path / "adamw-only.csv", base, n_permutations=100, n_boot=100)
+    claims = vx.combined_claims(study, anchored, section="sec-x")
+    assert list(claims) == list(vx.CLAIM_SETTINGS) == ["kappa-orders-adamw", "kappa-orders-mse"]
+    adamw, gd = claims["kappa-orders-adamw"], claims["kappa-orders-mse"]
+    assert set(adamw) == {"verdict", "evidence", "section"} and adamw["section"] == "sec-x"
+    assert study.verdicts["ce_adamw"][0] == "does not hold" and anchored.verdicts["ce_adamw"][0] == "holds"
+    assert adamw["verdict"] == vx.combine_verdicts(["does not hold", "holds"]) == "partly"
+    assert adamw["evidence"] == (f"At λ = 0: {study.verdicts['ce_adamw'][1]} At λ = 0.5: "
+                                 f"{anchored.verdicts['ce_adamw'][1]}")
+    assert gd["verdict"] == "does not hold" and gd["evidence"].endswith("At λ = 0.5: not in the slice.")
+    assert vx.claim_text(claims, "kappa-orders-adamw") == f"partly — {adamw['evidence']}"
+    assert vx.claim_text({}, "kappa-orders-mse") == "not yet tested"
+    frame = pd.read_csv(base)
+    frame[frame["setting"] == "ce_adamw"].to_csv(tmp_path / "base-adamw.csv", index=False)
+    only_adamw = vx.validation_study(tmp_path / "base-adamw.csv", n_permutations=50, n_boot=50)
+    assert list(vx.combined_claims(only_adamw, anchored)) == ["kappa-orders-adamw"]

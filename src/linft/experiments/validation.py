@@ -13,7 +13,9 @@ of exactly the trained parameters at θ0, then the fine-tuning outcome). Protoco
 - the claim's verdict per setting against the bar fixed beforehand (:data:`P_BAR`, the sign the claim predicts, the
   interval excluding 0);
 - the anchored slice (:func:`anchored_study`): runs trained at λ > 0 paired with the same cells at λ = 0, κ_λ at the
-  trained λ against the outcome under the same bar, and the λ effect beside how far training got.
+  trained λ against the outcome under the same bar, and the λ effect beside how far training got;
+- the chapter's sentences, computed here: :meth:`AnchoredStudy.text`, :func:`slice_text`, and the combined verdicts
+  of :func:`combined_claims` (:func:`claim_text`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from linft import LinftError, require_columns
 from linft.rankstats import grouped_rank_correlation, noise_ceiling, rank_correlation
 
 __all__ = [
-    "ANCHORED_PREDICTORS", "AnchoredStudy", "MOVE_TOL", "OUTCOMES", "P_BAR", "PREDICTORS", "SETTING_NAMES",
-    "TENAS_TAU", "ValidationStudy", "anchored_study", "claim_verdict", "combine_verdicts", "load_study",
-    "model_available", "predictor_correlations", "rerun_check", "slice_summary", "validation_study",
+    "ANCHORED_PREDICTORS", "AnchoredStudy", "CLAIM_SETTINGS", "MOVE_TOL", "OUTCOMES", "P_BAR", "PREDICTORS",
+    "SETTING_NAMES", "TENAS_TAU", "ValidationStudy", "anchored_study", "claim_text", "claim_verdict",
+    "combine_verdicts", "combined_claims", "load_study", "model_available", "predictor_correlations", "rerun_check",
+    "slice_summary", "slice_text", "validation_study",
 ]
 
 #: a run "moved" when its final training loss is below (1 − MOVE_TOL)·(its loss at θ0)
@@ -43,6 +46,8 @@ P_BAR = 0.05
 #: number the issue sets beside ours; cited, not computed here
 TENAS_TAU = -0.42
 SETTING_NAMES = {"ce_adamw": "CE + AdamW", "mse_gd": "MSE + GD"}
+#: the claims page's ids of chapter 5's claims (:mod:`linft.claims`) -> the setting whose verdict judges each
+CLAIM_SETTINGS = {"kappa-orders-adamw": "ce_adamw", "kappa-orders-mse": "mse_gd"}
 #: outcome column -> (label, the sign of its correlation with κ that the claim predicts)
 OUTCOMES = {"eval_acc": ("eval accuracy", -1), "train_loss": ("training loss", +1), "eval_loss": ("eval loss", +1)}
 #: predictor column -> (label, cost column: seconds per run to compute it; None: free)
@@ -323,7 +328,7 @@ class AnchoredStudy:
     the median training loss reached at each λ, the paired mean change of eval accuracy with its 95 % interval.
     ``correlations``: :func:`predictor_correlations` of :data:`ANCHORED_PREDICTORS` on the anchored runs;
     ``verdicts``: per setting, the claim with κ_λ at the trained λ; ``lam``: that λ; ``counts``: :func:`load_study`'s
-    counts of the anchored CSV.
+    counts of the anchored CSV. :meth:`text` puts a setting's numbers and verdict in words.
     """
 
     pairs: pd.DataFrame
@@ -333,6 +338,24 @@ class AnchoredStudy:
     lam: float
     counts: dict
     headline: dict = field(default_factory=dict)
+
+    def text(self, setting: str) -> str:
+        """One computed paragraph (a ``str``) on ``setting``'s anchored runs: how many moved at each λ, the median κ
+        and κ_λ, the training loss reached and the eval-accuracy change with its interval over the cells where both
+        runs moved (when at least two did), and the verdict for κ_λ with its sentence. "not in this slice" when the
+        slice has no run of ``setting``."""
+        if setting not in set(self.summary.get("setting", ())):
+            return "not in this slice"
+        r = self.summary.set_index("setting").loc[setting]
+        loss_text = (f"over the {r['both_moved']} cells where both runs moved, the median training loss reached is "
+                     f"{r['median_train_loss_lam']:.3f} with the penalty against {r['median_train_loss_0']:.3f} "
+                     f"without, and eval accuracy changes by {r['eval_acc_change']:+.3f} "
+                     f"[{r['eval_acc_change_low']:+.3f}, {r['eval_acc_change_high']:+.3f}]"
+                     if r["both_moved"] >= 2 else "no pair of runs both moved")
+        word, sentence = self.verdicts[setting]
+        return (f"{r['moved_at_lam']} of {r['runs']} runs moved at λ = {self.lam:g} ({r['moved_at_0']} at λ = 0); "
+                f"median κ {r['median_kappa']:.3g} becomes κ_λ {r['median_kappa_lambda']:.3g}; {loss_text}. "
+                f"Verdict for κ_λ: {word} — {sentence}")
 
 
 def anchored_study(path: str | Path, base_path: str | Path, *, n_permutations: int = 2000, n_boot: int = 1000,
@@ -397,6 +420,32 @@ def anchored_study(path: str | Path, base_path: str | Path, *, n_permutations: i
     return AnchoredStudy(pairs, summary, correlations, verdicts, lam, counts, headline)
 
 
+def combined_claims(study: ValidationStudy, anchored: AnchoredStudy, *, section: str = "ch5-verdict") -> dict:
+    """The chapter's verdicts for the claims page, combining the λ = 0 sweep and the anchored slice.
+
+    Returns ``{claim id: {"verdict", "evidence", "section"}}`` (all ``str``), one entry per claim of
+    :data:`CLAIM_SETTINGS` whose setting ``study`` tested, in that order: ``verdict`` is
+    :func:`combine_verdicts` of ``study``'s and ``anchored``'s verdicts for the setting (a setting missing from the
+    slice counts as "not yet tested"); ``evidence`` the two verdict sentences, "At λ = 0: … At λ = <λ>: …";
+    ``section`` the MyST label of the section that shows them (:mod:`linft.claims` reads the entries)."""
+    claims = {}
+    for claim, s in CLAIM_SETTINGS.items():
+        if s not in study.verdicts:
+            continue
+        anchored_word, anchored_sentence = anchored.verdicts.get(s, ("not yet tested", "not in the slice."))
+        claims[claim] = {"verdict": combine_verdicts([study.verdicts[s][0], anchored_word]),
+                         "evidence": f"At λ = 0: {study.verdicts[s][1]} At λ = {anchored.lam:g}: {anchored_sentence}",
+                         "section": section}
+    return claims
+
+
+def claim_text(claims: dict, claim: str) -> str:
+    """The line "<verdict> — <evidence>" (a ``str``) for the claim id ``claim`` in ``claims`` (as
+    :func:`combined_claims` returns them); "not yet tested" when it is not there."""
+    entry = claims.get(claim)
+    return f"{entry['verdict']} — {entry['evidence']}" if entry else "not yet tested"
+
+
 def model_available(name: str) -> tuple[bool, str]:
     """(whether the shipped model ``name`` can be loaded here, the reason when not) — e.g. mpnet is an optional
     download."""
@@ -423,3 +472,18 @@ def slice_summary(path: str | Path, *, seed: int = 0) -> dict:
         out[setting] = {o: rank_correlation(used["log_kappa"], used[o], n_permutations=2000, n_boot=500,
                                             seed=seed).as_dict() for o in ("eval_acc", "train_loss")}
     return out
+
+
+def slice_text(summary: dict, *, installed: bool = True) -> str:
+    """One computed clause (a ``str``) on a slice of :func:`slice_summary`: its moved runs and the Spearman ρ of
+    log κ with eval accuracy under CE + AdamW, with the 95 % interval and p-value; when the slice has no such runs,
+    that its CSV is not in this build, adding that the model is not installed here when the CSV is absent and
+    ``installed`` is false (:func:`model_available`)."""
+    adamw = summary.get("ce_adamw", {}).get("eval_acc", {})
+    if adamw:
+        return (f"over its {summary['counts']['used']} moved runs, log κ against eval accuracy gives ρ = "
+                f"{adamw['r']:.2f} [{adamw['low']:.2f}, {adamw['high']:.2f}], p = {adamw['p_value']:.3f}")
+    text = f"its slice CSV ({summary['path']}) is not in this build"
+    if not summary["available"] and not installed:
+        text += " and the model is not installed here"
+    return text
