@@ -191,6 +191,42 @@ def test_kappa_matches_an_independent_entk(sweep, setting, kernel):
     assert math.isclose(row["trace"], float(torch.trace(K.matrix())), rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("setting, kernel", [("mse_gd", "sgd"), ("ce_adamw", "signgd")])
+def test_kernel_columns_from_one_joined_kernel_equal_the_two_separate_kernels(setting, kernel, one_thread):
+    key = next(k for k in plan_runs(tiny()) if k.config == "qv-r4" and k.setting == setting and k.lam == 0.5)
+    model, train, test, _ = study_run._setup(key)
+    columns, lr = study_run._kernel_columns(key, model, train, test)
+    n, m = train["labels"].shape[0], test["labels"].shape[0]
+    K = ntk.empirical_ntk(model, train, params="lora", kernel=kernel)  # what the study computed before joining
+    K_test = ntk.empirical_ntk(model, test, train, params="lora", kernel=kernel)
+    joint = columns["_kernel"]
+    assert joint.values.shape == (n, n, 2, 2) and joint.outputs.shape == (n, 2) and joint.outputs2 is None
+    assert torch.allclose(joint.values, K.values, rtol=1e-5, atol=1e-7 * float(K.values.abs().max()))
+    assert set(joint.per_layer) == set(K.per_layer) and joint.meta["N"] == joint.meta["M"] == n
+    assert torch.allclose(joint.outputs, K.outputs, atol=1e-5)
+    spectrum = predict.KernelSpectrum.of(K.matrix(), n_examples=n)
+    kr = predict.KernelRegression.fit(spectrum, train["labels"].cpu(), K.outputs, key.lam)
+    assert columns["kr_acc"] == kr.accuracy(K_test, K_test.outputs, test["labels"].cpu())
+    assert math.isclose(columns["kappa_lambda"], predict.kappa_lambda(spectrum, lam=key.lam), rel_tol=1e-6)
+    assert math.isclose(columns["trace"], float(torch.trace(K.matrix())), rel_tol=1e-6)
+    assert K_test.values.shape == (m, n, 2, 2)
+    if setting == "mse_gd":
+        assert math.isclose(lr, predict.descent_lr(spectrum, lam=key.lam), rel_tol=1e-6)
+        want = kr.accuracy(K_test, K_test.outputs, test["labels"].cpu(), step=key.steps, lr=lr)
+        assert columns["kr_acc_at_steps"] == want
+
+
+def test_join_pads_the_narrower_batch_and_keeps_train_rows_first():
+    train = {"input_ids": torch.tensor([[5, 6, 0]]), "attention_mask": torch.tensor([[1, 1, 0]]),
+             "labels": torch.tensor([1])}
+    test = {"input_ids": torch.tensor([[7, 8, 9, 4, 3], [2, 0, 0, 0, 0]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]), "labels": torch.tensor([0, 1])}
+    joined = study_run._join(train, test)
+    assert set(joined) == {"input_ids", "attention_mask"}  # token tensors only: no labels
+    assert torch.equal(joined["attention_mask"], torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]))
+    assert torch.equal(joined["input_ids"][:, :2], torch.tensor([[5, 6], [7, 8], [2, 0]]))
+
+
 def test_run_one_is_a_pure_function_of_its_key(sweep):
     frame, _ = sweep
     key = next(k for k in plan_runs(tiny()) if k.config == "q-r2-top" and k.setting == "mse_gd" and k.lam == 0.5)

@@ -99,15 +99,44 @@ def _setup(key: RunKey):
     return model, to_device(train, device), to_device(test, device), num_labels
 
 
+def _join(train: dict, test: dict) -> dict:
+    """The token tensors of ``train`` then ``test`` as one batch [N + M, L], right-padded to the wider of the two
+    (padding never changes a kernel entry; masked ids are never read)."""
+    import torch
+    import torch.nn.functional as F
+
+    from linft.batches import TOKEN_KEYS
+
+    width = max(train["input_ids"].shape[1], test["input_ids"].shape[1])
+    keys = [k for k in TOKEN_KEYS if train.get(k) is not None and test.get(k) is not None]
+    return {k: torch.cat([F.pad(b[k], (0, width - b[k].shape[1])) for b in (train, test)]) for k in keys}
+
+
+def _train_kernel(joint, n: int):
+    """The train×train block of a kernel over train + test examples, as a :class:`linft.ntk.Kernel` of its own."""
+    from dataclasses import replace
+
+    meta = {**joint.meta, "N": n, "M": n, "joint_examples": joint.meta.get("N")}
+    return replace(joint, values=joint.values[:n, :n], per_layer={g: v[:n, :n] for g, v in joint.per_layer.items()},
+                   outputs=joint.outputs[:n], outputs2=None, meta=meta)
+
+
 def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, float]:
-    """Spectrum and kernel-regression columns of the run's eNTK at initialization, and the GD step η."""
+    """Spectrum and kernel-regression columns of the run's eNTK at initialization, and the GD step η.
+
+    One kernel over the N training then the M test examples, [N + M, N + M, C, C], so each example's gradients are
+    taken once; its blocks are the training kernel [:N, :N] and the test-train kernel [N:, :N] (both kernel
+    variants are symmetric pairings of per-example gradients, so a block equals the kernel of its two batches).
+    """
     from linft import LinftError, ntk, predict, spectral
 
     kernel = "sgd" if key.setting == "mse_gd" else "signgd"
-    K = ntk.empirical_ntk(model, train, params="lora", kernel=kernel)
-    K_test = ntk.empirical_ntk(model, test, train, params="lora", kernel=kernel)
-    spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=train["labels"].shape[0])
-    f0, f0_test = K.outputs, K_test.outputs  # f(θ0) from the kernels' own forward passes
+    n = train["labels"].shape[0]
+    joint = ntk.empirical_ntk(model, _join(train, test), params="lora", kernel=kernel)
+    K = _train_kernel(joint, n)
+    K_test = joint.values[n:, :n]  # [M, N, C, C]
+    spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=n)
+    f0, f0_test = joint.outputs[:n], joint.outputs[n:]  # f(θ0) from the kernel's own forward passes
     kr = predict.KernelRegression.fit(spectrum, train["labels"].cpu(), f0, key.lam)
     labels = test["labels"].cpu()
     lr = predict.descent_lr(spectrum, lam=key.lam) if key.setting == "mse_gd" else key.adamw_lr
