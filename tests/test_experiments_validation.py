@@ -182,7 +182,8 @@ def test_anchored_text_quotes_the_numbers_and_the_verdict(tmp_path):
     word, sentence = study.verdicts["mse_gd"]
     assert word == "holds" and text.endswith(f"Verdict for κ_λ: holds — {sentence}")
     runs, moved = len(cells), int(cells["moved_lam"].sum())
-    assert text.startswith(f"{moved} of {runs} runs moved at λ = 0.5 (") and "over the 36 cells" in text  # counts as ints
+    assert text.startswith(f"{moved} of {runs} runs moved at λ = 0.5 (")  # counts as ints, not "36.0"
+    assert "over the 36 cells" in text
     assert f"median κ {cells['kappa'].median():.3g} becomes κ_λ {cells['kappa'].median() / 10:.3g}" in text
     assert (f"eval accuracy changes by {row['eval_acc_change']:+.3f} [{row['eval_acc_change_low']:+.3f}, "
             f"{row['eval_acc_change_high']:+.3f}]") in text
