@@ -16,10 +16,17 @@ trained parameters, and the kernel, are exactly the LoRA matrices). Both sides s
               M held-out examples (fine_tune logs steps 0 and 160: forward passes over train and held-out); once.
 
 Line ``predict_s=… finetune_s=… predict_over_finetune=X`` (bar: X ≤ 0.05); ``finetune_updates_s`` is the update
-time alone (a lower bound on any fine-tuning run), and ``predict_over_updates`` the ratio against it. Two more
-lines put the same fine-tuning run beside (a) with fewer held-out examples (``--n-test-small``, default 64) and beside
-the training-set kernel alone (N examples, eigenvalues and κ: what the issue's pilot timed), and the tokens each side
-pushes through the model (both cut every pass to its longest example).
+time alone (a lower bound on any fine-tuning run), and ``predict_over_updates`` the ratio against it. More lines put
+the same fine-tuning run beside:
+
+- (a) with fewer held-out examples (``--n-test-small``, default 64), and the training-set kernel alone (N examples,
+  eigenvalues and κ: what the issue's pilot timed);
+- the floor: plain forward + one backward pass (a single summed gradient, no per-example bookkeeping) over the same
+  N + M examples in the kernel's own length buckets, which any exact per-example-gradient prediction must at least
+  run; the forward passes alone; the N training examples' forward + backward alone;
+- (a) under bfloat16 autocast: not exact (κ's relative error against (a) is printed), shown because it is the obvious
+  shortcut;
+- the tokens each side pushes through the model (both cut every pass to its longest example).
 
 Layer advisor (budget 2 of 6 layers: 15 candidate sets), on the same N training examples:
 
@@ -86,6 +93,37 @@ def _finetune(run, steps: int, batch_size: int, lr: float) -> tuple[float, float
                        batch_size=batch_size, seed=run.seed, log_every=steps, track_gap=False, progress=False)
     wall = time.perf_counter() - start
     return wall, result.final["seconds_per_step"] * steps, result.final
+
+
+def _bare_passes(model, batch: dict, output: str, backward: bool) -> float:
+    """Seconds of plain passes over ``batch`` in the kernel's own length buckets, no kernel bookkeeping.
+
+    ``backward``: forward + one ``autograd.grad`` of the summed ``output`` w.r.t. the LoRA matrices (a single summed
+    gradient: less than any exact per-example method must do); else forward only, no graph. The floor of the
+    prediction's cost on these examples.
+    """
+    from linft.batches import lengths_of
+    from linft.ntk._fast import output_scalars, plan_buckets, slice_examples
+
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    lora = [p for name, p in model.named_parameters() if "lora_" in name]
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in lora:
+        p.requires_grad_(True)
+    model.eval()
+    start = time.perf_counter()
+    try:
+        with torch.set_grad_enabled(backward):
+            for index, length in plan_buckets(lengths_of(inputs)):
+                logits = model(**slice_examples(inputs, index, length, "cpu")).logits
+                if backward:
+                    torch.autograd.grad(output_scalars(logits, output), lora, allow_unused=True)
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    return time.perf_counter() - start
 
 
 def _set_kernel_seconds(base, batch, layers, targets: str, rank: int, seed: int) -> float:
@@ -159,6 +197,25 @@ def main(argv=None) -> int:
     out(f"predict with M={small} held-out examples: {small_s:.2f} s, predict_over_finetune_m{small}="
         f"{small_s / finetune_s:.3f}; training-set kernel alone (N={n}, κ): {train_s:.2f} s, "
         f"kernel_over_finetune={train_s / finetune_s:.3f}")
+    joined = {k: torch.cat([run.train[k], run.test[k]]) for k in ("input_ids", "attention_mask")}
+    bare_fb = min(_bare_passes(run.model, joined, report.output, True) for _ in range(max(1, args.repeats)))
+    bare_f = min(_bare_passes(run.model, joined, report.output, False) for _ in range(max(1, args.repeats)))
+    bare_train = min(_bare_passes(run.model, run.train, report.output, True) for _ in range(max(1, args.repeats)))
+    out(f"floor, the same N + M examples in the kernel's length buckets with no kernel bookkeeping: forward + one "
+        f"backward (a summed gradient) {bare_fb:.2f} s, floor_over_finetune={bare_fb / finetune_s:.3f} "
+        f"(predict is {best['predict'] / bare_fb:.2f}× it); forward alone {bare_f:.2f} s, "
+        f"forward_over_finetune={bare_f / finetune_s:.3f}; the N training examples' forward + backward alone "
+        f"{bare_train:.2f} s, train_floor_over_finetune={bare_train / finetune_s:.3f}")
+    bf16_runs = []
+    for _ in range(max(1, args.repeats)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = predict_prepared(run, lam=0.0, steps=steps, progress=False)
+        bf16_runs.append(bf16.seconds["predict"])
+    bf16_s = min(bf16_runs)
+    out(f"not exact, for comparison: the same prediction under bfloat16 autocast {bf16_s:.2f} s, "
+        f"bf16_predict_over_finetune={bf16_s / finetune_s:.3f}; κ {bf16.kappa:.5g} against {report.kappa:.5g} "
+        f"(rel. error {abs(bf16.kappa - report.kappa) / report.kappa:.1e}), KR held-out acc {bf16.kr_accuracy:.3f} "
+        f"against {report.kr_accuracy:.3f}")
     example_tokens = int(run.train["attention_mask"].sum() + run.test["attention_mask"].sum())
     lengths = run.train["attention_mask"].sum(1)
     sampler = MinibatchSampler(n, batch_size, seed)  # the minibatches fine_tune drew (same seed)
