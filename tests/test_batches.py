@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from linft import LinftError
-from linft.batches import apply_in_length_chunks, length_chunks, trim_padding
+from linft.batches import apply_in_length_chunks, join_tokens, length_chunks, trim_padding
 
 
 def _batch(lengths, width=8, left=False):
@@ -88,3 +88,21 @@ def test_apply_in_length_chunks_rejects_a_bad_chunk_an_empty_batch_and_missing_r
         apply_in_length_chunks(_masked_summary, {k: v[:0] for k, v in batch.items()}, 2)
     with pytest.raises(LinftError, match="rows for a chunk"):
         apply_in_length_chunks(lambda p: _masked_summary(p)[:1], batch, 2)
+
+
+def test_join_tokens_puts_the_first_batch_first_and_drops_labels():
+    first = {"input_ids": torch.tensor([[5, 6, 0]]), "attention_mask": torch.tensor([[1, 1, 0]]),
+             "labels": torch.tensor([1])}
+    second = {"input_ids": torch.tensor([[7, 8, 9], [2, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1], [1, 0, 0]]),
+              "token_type_ids": torch.zeros(2, 3, dtype=torch.long), "labels": torch.tensor([0, 1])}
+    joined = join_tokens(first, second)
+    assert set(joined) == {"input_ids", "attention_mask"}  # labels dropped; token_type_ids only when both have it
+    assert torch.equal(joined["input_ids"], torch.tensor([[5, 6, 0], [7, 8, 9], [2, 0, 0]]))
+    assert torch.equal(joined["attention_mask"], torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]]))
+
+
+def test_join_tokens_refuses_batches_of_different_widths():
+    first = {"input_ids": torch.ones(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
+    second = {"input_ids": torch.ones(1, 5, dtype=torch.long), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    with pytest.raises(LinftError, match="3 and 5 token columns: tokenize both to the same max_length"):
+        join_tokens(first, second)

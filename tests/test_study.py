@@ -216,17 +216,6 @@ def test_kernel_columns_from_one_joined_kernel_equal_the_two_separate_kernels(se
         assert columns["kr_acc_at_steps"] == want
 
 
-def test_join_pads_the_narrower_batch_and_keeps_train_rows_first():
-    train = {"input_ids": torch.tensor([[5, 6, 0]]), "attention_mask": torch.tensor([[1, 1, 0]]),
-             "labels": torch.tensor([1])}
-    test = {"input_ids": torch.tensor([[7, 8, 9, 4, 3], [2, 0, 0, 0, 0]]),
-            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]), "labels": torch.tensor([0, 1])}
-    joined = study_run._join(train, test)
-    assert set(joined) == {"input_ids", "attention_mask"}  # token tensors only: no labels
-    assert torch.equal(joined["attention_mask"], torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]))
-    assert torch.equal(joined["input_ids"][:, :2], torch.tensor([[5, 6], [7, 8], [2, 0]]))
-
-
 def test_run_one_is_a_pure_function_of_its_key(sweep):
     frame, _ = sweep
     key = next(k for k in plan_runs(tiny()) if k.config == "q-r2-top" and k.setting == "mse_gd" and k.lam == 0.5)

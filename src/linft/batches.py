@@ -14,7 +14,7 @@ import torch
 
 from linft import LinftError, check_positive_int
 
-__all__ = ["apply_in_length_chunks", "check_batch", "lengths_of", "take", "to_device"]
+__all__ = ["apply_in_length_chunks", "check_batch", "join_tokens", "lengths_of", "take", "to_device"]
 
 
 def check_batch(
@@ -172,6 +172,21 @@ def apply_in_length_chunks(
             out = rows.new_empty((total, *rows.shape[1:]))
         out[index.to(out.device)] = rows
     return out
+
+
+def join_tokens(first: Mapping[str, torch.Tensor], second: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The token tensors (:data:`TOKEN_KEYS` present in both) of ``first`` [N, L] then ``second`` [M, L] as one
+    batch [N + M, L], e.g. training then held-out examples for one kernel call; other keys (``labels``) are dropped.
+
+    Both must have the same padded width L (tokenize them to the same ``max_length``): padding one side here would
+    need the model's pad token id, and a wrong one changes where a decoder reads its last token.
+    """
+    width, width2 = first["input_ids"].shape[1], second["input_ids"].shape[1]
+    if width != width2:
+        raise LinftError(f"cannot join batches of {width} and {width2} token columns: tokenize both to the same "
+                         "max_length")
+    keys = [k for k in TOKEN_KEYS if first.get(k) is not None and second.get(k) is not None]
+    return {k: torch.cat([first[k], second[k].to(first[k].device)]) for k in keys}
 
 
 def take(batch: Mapping[str, torch.Tensor], n: int | None) -> dict[str, torch.Tensor]:

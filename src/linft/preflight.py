@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from linft import LinftError, check_choice, check_positive_int, data, models, ntk, predict, spectral
+from linft.batches import join_tokens
 from linft.regularize import check_lam
 from linft.stats import accuracy_ci
 from linft.userdata import resolve_task
@@ -302,11 +303,6 @@ def _save(fig, path) -> Path:
     return path
 
 
-def _join(a: dict, b: dict) -> dict:
-    """Two batches with the same padded length as one (rows of ``a`` first)."""
-    return {key: torch.cat([a[key], b[key]]) for key in ("input_ids", "attention_mask")}
-
-
 def _resolve_output(output: str, num_labels: int) -> str:
     check_choice("output", output, OUTPUTS)
     if output == "auto":
@@ -332,7 +328,7 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
         raise LinftError("the prepared run has no held-out examples: prepare it with n_test >= 1")
     start = time.perf_counter()
     n = run.train["input_ids"].shape[0]
-    K = ntk.empirical_ntk(run.model, _join(run.train, run.test), params=run.params, per_layer=False,
+    K = ntk.empirical_ntk(run.model, join_tokens(run.train, run.test), params=run.params, per_layer=False,
                           progress=progress, output=output)
     K_train, K_test = K.values[:n, :n], K.values[n:, :n]
     logits, logits_test = K.outputs[:n], K.outputs[n:]  # f(θ0) from the kernel's own forward passes

@@ -99,19 +99,6 @@ def _setup(key: RunKey):
     return model, to_device(train, device), to_device(test, device), num_labels
 
 
-def _join(train: dict, test: dict) -> dict:
-    """The token tensors of ``train`` then ``test`` as one batch [N + M, L], right-padded to the wider of the two
-    (padding never changes a kernel entry; masked ids are never read)."""
-    import torch
-    import torch.nn.functional as F
-
-    from linft.batches import TOKEN_KEYS
-
-    width = max(train["input_ids"].shape[1], test["input_ids"].shape[1])
-    keys = [k for k in TOKEN_KEYS if train.get(k) is not None and test.get(k) is not None]
-    return {k: torch.cat([F.pad(b[k], (0, width - b[k].shape[1])) for b in (train, test)]) for k in keys}
-
-
 def _train_kernel(joint, n: int):
     """The train×train block of a kernel over train + test examples, as a :class:`linft.ntk.Kernel` of its own."""
     from dataclasses import replace
@@ -129,10 +116,11 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     variants are symmetric pairings of per-example gradients, so a block equals the kernel of its two batches).
     """
     from linft import LinftError, ntk, predict, spectral
+    from linft.batches import join_tokens
 
     kernel = "sgd" if key.setting == "mse_gd" else "signgd"
     n = train["labels"].shape[0]
-    joint = ntk.empirical_ntk(model, _join(train, test), params="lora", kernel=kernel)
+    joint = ntk.empirical_ntk(model, join_tokens(train, test), params="lora", kernel=kernel)
     K = _train_kernel(joint, n)
     K_test = joint.values[n:, :n]  # [M, N, C, C]
     spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=n)
