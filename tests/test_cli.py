@@ -106,6 +106,7 @@ def test_help_exits_0(capsys):
     code, out, err = run_main(capsys, "--help")
     assert code == 0
     assert all(name in out for name in ("predict", "layers", "model-info", "fetch", "tasks", "models"))
+    assert "exit code 2" in out and "_COMMANDS" not in out  # the user's part of the docstring, not the developers'
 
 
 def test_fetch_reports_sources(capsys, monkeypatch):

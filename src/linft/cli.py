@@ -282,7 +282,8 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads yield: steadier on shared cores
-    parser = _Parser(prog="linft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    user_text = __doc__.split("\n\nAdding a subcommand")[0]  # the rest of the docstring is for developers
+    parser = _Parser(prog="linft", description=user_text, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (text, add_arguments, _) in _COMMANDS.items():
         add_arguments(sub.add_parser(name, help=text, description=text))
