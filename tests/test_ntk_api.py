@@ -150,6 +150,24 @@ def test_outputs_are_the_models_logits(qv):
         assert empirical_ntk(model, batch, output="trace", implementation=implementation).outputs2 is None
 
 
+def test_first_is_the_kernel_of_the_first_examples(qv):
+    """``Kernel.first(n)`` of a kernel over joined examples equals the kernel of the first ``n`` alone."""
+    model, _, batch = qv
+    joint = empirical_ntk(model, batch, params="trainable")  # 5 examples, per-layer blocks, output "full"
+    alone = empirical_ntk(model, {k: v[:3] for k, v in batch.items()}, params="trainable")
+    first = joint.first(3)
+    assert first.values.shape == alone.values.shape == (3, 3, 2, 2) and rel(first.values, alone.values) < 1e-6
+    assert first.per_layer.keys() == alone.per_layer.keys()
+    assert all(rel(first.per_layer[g], alone.per_layer[g]) < 1e-6 for g in alone.per_layer)
+    assert rel(first.outputs, alone.outputs) < 1e-6 and first.outputs2 is None
+    assert first.meta["N"] == first.meta["M"] == 3 and first.meta["joint_examples"] == 5
+    first.matrix()  # square: usable as a kernel of its own
+    with pytest.raises(LinftError, match="n must be an integer in 1..5"):
+        joint.first(6)
+    with pytest.raises(LinftError, match="needs a one-batch kernel"):
+        empirical_ntk(model, batch, {k: v[:2] for k, v in batch.items()}).first(2)
+
+
 def test_per_layer_sums_symmetry_psd(qv):
     model, _, batch = qv
     k = empirical_ntk(model, batch, params="trainable")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -91,6 +91,23 @@ class Kernel:
             c = self.values.shape[2]
             return self.values.permute(0, 2, 1, 3).reshape(n * c, n * c)
         return self.values
+
+    def first(self, n: int) -> Kernel:
+        """The kernel of the first ``n`` examples of a square kernel (one batch, e.g. training then held-out
+        examples joined): ``values``, ``per_layer`` [n, n, ...] and ``outputs`` [n, C] cut from this one, equal to the
+        kernel of those ``n`` examples alone (each entry pairs two examples' own gradients); ``meta["N"]`` and
+        ``["M"]`` become ``n``, ``meta["joint_examples"]`` keeps the full size. Raises :class:`LinftError` for a
+        two-batch kernel or ``n`` outside 1..N.
+        """
+        size, size2 = self.values.shape[:2]
+        if self.outputs2 is not None or size != size2:
+            raise LinftError(f"Kernel.first() needs a one-batch kernel, this one is {size}×{size2}: compute it with "
+                             "batch2=None")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= size:
+            raise LinftError(f"Kernel.first(n): n must be an integer in 1..{size}, got {n!r}")
+        meta = {**self.meta, "N": n, "M": n, "joint_examples": self.meta.get("N", size)}
+        return replace(self, values=self.values[:n, :n], per_layer={g: v[:n, :n] for g, v in self.per_layer.items()},
+                       outputs=None if self.outputs is None else self.outputs[:n], meta=meta)
 
     def blocks(self, exclude=()) -> torch.Tensor:
         """The sum of the per-layer blocks not named in ``exclude``, shaped like ``values``.

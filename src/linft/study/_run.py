@@ -99,15 +99,6 @@ def _setup(key: RunKey):
     return model, to_device(train, device), to_device(test, device), num_labels
 
 
-def _train_kernel(joint, n: int):
-    """The train×train block of a kernel over train + test examples, as a :class:`linft.ntk.Kernel` of its own."""
-    from dataclasses import replace
-
-    meta = {**joint.meta, "N": n, "M": n, "joint_examples": joint.meta.get("N")}
-    return replace(joint, values=joint.values[:n, :n], per_layer={g: v[:n, :n] for g, v in joint.per_layer.items()},
-                   outputs=joint.outputs[:n], outputs2=None, meta=meta)
-
-
 def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, float]:
     """Spectrum and kernel-regression columns of the run's eNTK at initialization, and the GD step η.
 
@@ -121,10 +112,10 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     kernel = "sgd" if key.setting == "mse_gd" else "signgd"
     n = train["labels"].shape[0]
     joint = ntk.empirical_ntk(model, join_tokens(train, test), params="lora", kernel=kernel)
-    K = _train_kernel(joint, n)
+    K = joint.first(n)
     K_test = joint.values[n:, :n]  # [M, N, C, C]
     spectrum = predict.KernelSpectrum.of(spectral.symmetric_part(K.matrix()), n_examples=n)
-    f0, f0_test = joint.outputs[:n], joint.outputs[n:]  # f(θ0) from the kernel's own forward passes
+    f0, f0_test = K.outputs, joint.outputs[n:]  # f(θ0) from the kernel's own forward passes
     kr = predict.KernelRegression.fit(spectrum, train["labels"].cpu(), f0, key.lam)
     labels = test["labels"].cpu()
     lr = predict.descent_lr(spectrum, lam=key.lam) if key.setting == "mse_gd" else key.adamw_lr
