@@ -346,16 +346,14 @@ class AnchoredStudy:
         slice has no run of ``setting``."""
         if setting not in set(self.summary.get("setting", ())):
             return "not in this slice"
-        r = self.summary.set_index("setting").loc[setting]  # a float Series: counts are cast back to int below
-        counts = {key: int(r[key]) for key in ("runs", "moved_at_0", "moved_at_lam", "both_moved")}
-        loss_text = (f"over the {counts['both_moved']} cells where both runs moved, the median training loss "
+        r = next(row for row in self.summary.to_dict("records") if row["setting"] == setting)  # ints stay ints
+        loss_text = (f"over the {r['both_moved']} cells where both runs moved, the median training loss "
                      f"reached is {r['median_train_loss_lam']:.3f} with the penalty against "
                      f"{r['median_train_loss_0']:.3f} without, and eval accuracy changes by "
                      f"{r['eval_acc_change']:+.3f} [{r['eval_acc_change_low']:+.3f}, {r['eval_acc_change_high']:+.3f}]"
-                     if counts["both_moved"] >= 2 else "no pair of runs both moved")
+                     if r["both_moved"] >= 2 else "no pair of runs both moved")
         word, sentence = self.verdicts[setting]
-        return (f"{counts['moved_at_lam']} of {counts['runs']} runs moved at λ = {self.lam:g} "
-                f"({counts['moved_at_0']} at λ = 0); "
+        return (f"{r['moved_at_lam']} of {r['runs']} runs moved at λ = {self.lam:g} ({r['moved_at_0']} at λ = 0); "
                 f"median κ {r['median_kappa']:.3g} becomes κ_λ {r['median_kappa_lambda']:.3g}; {loss_text}. "
                 f"Verdict for κ_λ: {word} — {sentence}")
 
