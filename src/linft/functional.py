@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from linft import LinftError
+from linft.batches import apply_in_length_chunks
 
 __all__ = ["batch_logits", "call", "eval_mode", "logits_of"]
 
@@ -67,8 +68,6 @@ def batch_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], chunk: int
     Examples are taken in order of length, ``chunk`` at a time, each chunk cut to its longest example
     (``linft.batches.apply_in_length_chunks``), so padding costs nothing; rows come back in the batch's order.
     """
-    from linft.batches import apply_in_length_chunks
-
     device = next(model.parameters()).device
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
 
