@@ -75,6 +75,7 @@ __all__ = [
     "MSE_TARGETS",
     "KINDS",
     "ANCHORS",
+    "SCHEDULES",
 ]
 
 LOSSES = ("ce", "mse")
@@ -82,6 +83,9 @@ OPTIMIZERS = ("adamw", "gd")
 PENALTIES = ("loss", "decoupled")
 MSE_TARGETS = ("onehot", "logit_diff")
 KINDS = ("real", "linearized")
+#: learning-rate schedules: constant, or linear warm-up over ``warmup``·steps then linear decay to 0 at ``steps``
+#: (transformers' ``get_linear_schedule_with_warmup``, the reference study's schedule)
+SCHEDULES = ("constant", "linear")
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -121,6 +125,10 @@ class TrainConfig:
     mse_target: str = "onehot"
     eval_chunk: int = 64
     progress: bool = True
+    schedule: str = "constant"
+    warmup: float = 0.0
+    log_steps: tuple[int, ...] | None = None
+    score_n: int | None = None
     kind: str | None = None
     n_train: int | None = None
     n_eval: int | None = None
@@ -132,6 +140,16 @@ class TrainConfig:
         check_choice("granularity", self.granularity, GRANULARITIES)
         check_choice("anchor", self.anchor, ANCHORS)
         check_choice("mse_target", self.mse_target, MSE_TARGETS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        warmup = self.warmup
+        if isinstance(warmup, bool) or not isinstance(warmup, numbers.Real) or not 0 <= warmup < 1:
+            raise LinftError(f"warmup must be a fraction of the steps in [0, 1), got {warmup!r}")
+        log_steps = self.log_steps
+        if log_steps is not None:
+            if isinstance(log_steps, (str, bytes)) or not all(_is_integer(k) and 0 <= k <= self.steps
+                                                               for k in log_steps):
+                raise LinftError(f"log_steps must be step numbers in 0..steps = {self.steps}, got {log_steps!r}")
+            log_steps = tuple(sorted({int(k) for k in log_steps}))
         lr = self.lr
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or not lr > 0:
             raise LinftError(f"lr must be a positive number, got {lr!r}")
@@ -151,6 +169,9 @@ class TrainConfig:
             "selective": bool(self.selective),
             "track_gap": bool(self.track_gap),
             "progress": bool(self.progress),
+            "warmup": float(warmup),
+            "log_steps": log_steps,
+            "score_n": _positive_or_none(self.score_n, "score_n", "every training example"),
         }
         if self.penalty == "decoupled" and normalized["lam"] * normalized["lr"] > 1:
             raise LinftError(
@@ -472,6 +493,21 @@ def _optimizer(config: TrainConfig, params: Iterable[torch.Tensor]) -> torch.opt
     return torch.optim.SGD(params, lr=config.lr)
 
 
+def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer):
+    """The ``"linear"`` schedule as a ``LambdaLR`` (None for ``"constant"``): factor k/w for k < w warm-up steps,
+    then (steps − k)/(steps − w)."""
+    if config.schedule == "constant":
+        return None
+    total, warm = config.steps, int(config.warmup * config.steps)
+
+    def factor(k: int) -> float:
+        if k < warm:
+            return k / warm
+        return max(0.0, (total - k) / max(1, total - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def _update(
     model: nn.Module, opt: torch.optim.Optimizer, anchored: AnchoredStep, batch: Mapping, config: TrainConfig, step: int
 ) -> tuple[float, dict[str, bool]]:
@@ -511,6 +547,10 @@ def fine_tune(
     mse_target: str = "onehot",
     eval_chunk: int = 64,
     progress: bool = True,
+    schedule: str = "constant",
+    warmup: float = 0.0,
+    log_steps=None,
+    score_n: int | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` (real or :class:`~linft.linearize.LinearizedModel`) in place and log the run.
 
@@ -555,6 +595,12 @@ def fine_tune(
         mse_target: ``"onehot"`` or ``"logit_diff"`` (binary ±1 targets on f_1 − f_0); see :func:`task_loss`.
         eval_chunk: examples per forward pass when evaluating (memory bound).
         progress: show a tqdm progress bar.
+        schedule: ``"constant"`` lr, or ``"linear"``: linear warm-up from 0 over the first ``warmup``·steps updates,
+            then linear decay to 0 at ``steps`` (see :data:`SCHEDULES`).
+        warmup: the warm-up fraction of ``"linear"``, in [0, 1).
+        log_steps: the steps to log (0 and ``steps`` are always logged), instead of every ``log_every``-th.
+        score_n: score only the first ``score_n`` training examples at a logged step (``loss``, ``task_loss``,
+            ``train_acc`` are then over those; None: all). A long run on a large set logs cheaply this way.
 
     Returns:
         :class:`TrainResult`; with a full batch (``batch_size`` None or ≥ N) its ``objective`` holds R + penalty at
@@ -572,7 +618,8 @@ def fine_tune(
     config = TrainConfig(
         loss=loss, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, lam=lam, selective=selective,
         penalty=penalty, granularity=granularity, anchor=anchor, seed=seed, log_every=log_every, track_gap=track_gap,
-        gap_n=gap_n, mse_target=mse_target, eval_chunk=eval_chunk, progress=progress,
+        gap_n=gap_n, mse_target=mse_target, eval_chunk=eval_chunk, progress=progress, schedule=schedule,
+        warmup=warmup, log_steps=None if log_steps is None else tuple(log_steps), score_n=score_n,
     )
     _check_model(model)
     anchor = snapshot(model)
@@ -599,15 +646,21 @@ def fine_tune(
         n_train=int(train["labels"].shape[0]),
         n_eval=int(evalb["labels"].shape[0]) if evalb is not None else 0,
     )
+    scored = train if config.score_n is None else {k: v[: config.score_n] for k, v in train.items()}
     evaluate = Evaluator(
-        model, train, evalb, anchor=anchor, lam=config.lam, loss=config.loss, mse_target=config.mse_target,
+        model, scored, evalb, anchor=anchor, lam=config.lam, loss=config.loss, mse_target=config.mse_target,
         reference=reference, gap_n=config.gap_n, chunk=config.eval_chunk, anchored=config.anchor,
     )
 
     seed_everything(config.seed)
     sampler = MinibatchSampler(config.n_train, config.batch_size, config.seed, device=device)
     opt = _optimizer(config, trainable_parameters(model).values())
+    scheduler = _scheduler(config, opt)
+    logged = set(config.log_steps) | {0, config.steps} if config.log_steps is not None else None
 
+    if sampler.full and config.score_n is not None and config.score_n < config.n_train:
+        raise LinftError("score_n scores part of the training set, but full-batch training reads the whole objective "
+                         "at every step: drop score_n or pass a batch_size")
     train_trimmed = trim_padding(train) if sampler.full else train
     rows: list[dict] = []
     objective: list[float] | None = [] if sampler.full else None
@@ -618,7 +671,7 @@ def fine_tune(
     try:
         for step in range(config.steps + 1):
             row = None
-            if step % config.log_every == 0 or step == config.steps:
+            if (step in logged) if logged is not None else (step % config.log_every == 0 or step == config.steps):
                 row = evaluate(step)
                 rows.append(row)
             if step == config.steps:
@@ -630,6 +683,8 @@ def fine_tune(
                 minibatch = trim_padding({k: v[idx] for k, v in train.items()})  # no column all examples mask
             pen = anchored.penalty() if objective is not None else 0.0  # at θ_t, before the update
             batch_loss, pulled = _update(model, opt, anchored, minibatch, config, step)
+            if scheduler is not None:
+                scheduler.step()
             if objective is not None:  # the full batch: R(θ_t) from this update's forward pass
                 objective.append(batch_loss + pen)
             update_seconds += time.perf_counter() - t0

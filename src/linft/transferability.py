@@ -47,7 +47,7 @@ def logme_from_kernel(K, labels) -> float:
     """LogME of the Jacobian features whose Gram matrix is ``K``: a :class:`linft.ntk.Kernel` (or its values)
     ``[N, N, C, C]`` (traced over outputs) or a scalar kernel ``[N, N]``; symmetric PSD (eigenvalues below 0 from
     round-off are clipped)."""
-    values = getattr(K, "values", K)
+    values = K if isinstance(K, torch.Tensor) else getattr(K, "values", K)
     values = torch.as_tensor(values, dtype=torch.float64)
     if values.ndim == 4:
         values = torch.diagonal(values, dim1=2, dim2=3).sum(-1)

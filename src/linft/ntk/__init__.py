@@ -8,7 +8,7 @@ sign(0) = 0).
 Outputs: ``full`` (all C logits), ``trace`` (Σ_c K[:, :, c, c]), ``logit_diff`` (the kernel of f_1 − f_0,
 binary classifiers only, one backward pass instead of C).
 
-Public: :func:`empirical_ntk`, :class:`Kernel`, :class:`FullWeights`, :func:`explicit_jacobian`,
+Public: :func:`empirical_ntk`, :func:`empirical_ntks` (several variants from one set of gradients), :class:`Kernel`, :class:`FullWeights`, :func:`explicit_jacobian`,
 :func:`plan_memory` / :class:`MemoryPlan`, and the choices :data:`IMPLEMENTATIONS`, :data:`KERNELS`,
 :data:`OUTPUTS`. Private pieces, one job each:
 
@@ -44,6 +44,7 @@ __all__ = [
     "FullWeights",
     "MemoryPlan",
     "empirical_ntk",
+    "empirical_ntks",
     "explicit_jacobian",
     "plan_memory",
     "IMPLEMENTATIONS",
@@ -160,22 +161,57 @@ def empirical_ntk(
     "reference". ``memory_budget_gb`` bounds the kernel plus the per-example gradients held at once
     (:func:`plan_memory`); ``cache``: True (``cache_dir("ntk")``) or a folder to reuse results keyed by model
     weights, parameter set, both batches, output and kernel. Raises :class:`LinftError` for bad input.
+    Several variants from one set of gradients: :func:`empirical_ntks`.
     """
-    bx, by, c, n_out = _check_inputs(model, batch, batch2, output, kernel, implementation)
+    return empirical_ntks(model, batch, batch2, params=params, output=output, kernels=(kernel,), per_layer=per_layer,
+                          implementation=implementation, memory_budget_gb=memory_budget_gb, cache=cache,
+                          progress=progress)[kernel]
+
+
+def empirical_ntks(
+    model: nn.Module,
+    batch,
+    batch2=None,
+    *,
+    params="lora",
+    output: str = "full",
+    kernels=("sgd",),
+    per_layer: bool = True,
+    implementation: str = "fast",
+    memory_budget_gb: float = 4.0,
+    cache=False,
+    progress: bool = False,
+) -> dict[str, Kernel]:
+    """{variant: :class:`Kernel`} for each of ``kernels`` ("sgd", "signgd", "asym_signgd"), all formed from **one**
+    set of per-example gradients (the backward passes are the cost; each extra variant adds only its Gram
+    products). Every other argument as :func:`empirical_ntk`; each Kernel equals ``empirical_ntk(..., kernel=v)``.
+    ``seconds`` of each Kernel is the wall time of the whole call (shared gradients included)."""
+    if isinstance(kernels, str) or not kernels:
+        raise LinftError(f"kernels must be a non-empty tuple of variants from {KERNELS}, got {kernels!r}")
+    kernels = tuple(dict.fromkeys(kernels))
+    for kernel in kernels:
+        check_choice("kernel", kernel, KERNELS)
+    bx, by, c, n_out = _check_inputs(model, batch, batch2, output, kernels[0], implementation)
     sel = select(model, params)
     if implementation == "fast":
         check_linear_only(model, sel)
     plan = _memory_plan(sel, bx, by, n_out, output, per_layer, implementation, memory_budget_gb)
 
-    key = path = None
-    if cache is not False and cache is not None:
-        key = _cache.cache_key(model, bx, by, spec=sel.spec, names=sel.names, output=output, kernel=kernel,
-                               per_layer=per_layer)
-        path = _cache.cache_file(cache, key)
-        saved = _cache.load(path, [f.name for f in fields(Kernel)])
-        if saved is not None:
-            meta = {**saved["meta"], "cache": "hit", "cache_file": str(path)}
-            return Kernel(**{**saved, "seconds": 0.0, "meta": meta})
+    results: dict[str, Kernel] = {}
+    paths: dict[str, object] = {}
+    keys: dict[str, object] = {}
+    for kernel in kernels:
+        if cache is not False and cache is not None:
+            keys[kernel] = _cache.cache_key(model, bx, by, spec=sel.spec, names=sel.names, output=output,
+                                            kernel=kernel, per_layer=per_layer)
+            paths[kernel] = _cache.cache_file(cache, keys[kernel])
+            saved = _cache.load(paths[kernel], [f.name for f in fields(Kernel)])
+            if saved is not None:
+                meta = {**saved["meta"], "cache": "hit", "cache_file": str(paths[kernel])}
+                results[kernel] = Kernel(**{**saved, "seconds": 0.0, "meta": meta})
+    missing = [k for k in kernels if k not in results]
+    if not missing:
+        return results
 
     start = time.perf_counter()
     n = bx["input_ids"].shape[0]
@@ -185,26 +221,30 @@ def empirical_ntk(
     gx, gy, unit_groups = _gradients(model, bx, by, sel, output, n_out, implementation, progress, meta)
     if not per_layer:
         unit_groups = ["all"] * len(unit_groups)
-    parts = assemble(unit_groups, gx, gy, n, m, n_out, output, kernel, plan.block_examples, plan.whole)
-    values = _total(parts, kernel_shape(n, m, n_out, output))
-    meta["cache_key"] = key
-    result = Kernel(
-        values=values,
-        per_layer={g: parts[g] for g in sel.groups if g in parts} if per_layer else {},
-        output=output,
-        kernel=kernel,
-        params=sel.description,
-        n_params=sel.n_params,
-        seconds=time.perf_counter() - start,
-        implementation=implementation,
-        meta=meta,
-        outputs=_outputs(model, gx, bx, implementation),
-        outputs2=_outputs(model, gy, by, implementation) if by is not None else None,
-    )
-    if path is not None:
-        _cache.save(path, {f.name: getattr(result, f.name) for f in fields(Kernel)})
-        result.meta.update(cache="written", cache_file=str(path))
-    return result
+    outputs = _outputs(model, gx, bx, implementation)
+    outputs2 = _outputs(model, gy, by, implementation) if by is not None else None
+    assembled = {kernel: assemble(unit_groups, gx, gy, n, m, n_out, output, kernel, plan.block_examples, plan.whole)
+                 for kernel in missing}
+    seconds = time.perf_counter() - start
+    for kernel, parts in assembled.items():
+        result = Kernel(
+            values=_total(parts, kernel_shape(n, m, n_out, output)),
+            per_layer={g: parts[g] for g in sel.groups if g in parts} if per_layer else {},
+            output=output,
+            kernel=kernel,
+            params=sel.description,
+            n_params=sel.n_params,
+            seconds=seconds,
+            implementation=implementation,
+            meta={**meta, "cache_key": keys.get(kernel)},
+            outputs=outputs,
+            outputs2=outputs2,
+        )
+        if kernel in paths:
+            _cache.save(paths[kernel], {f.name: getattr(result, f.name) for f in fields(Kernel)})
+            result.meta.update(cache="written", cache_file=str(paths[kernel]))
+        results[kernel] = result
+    return {kernel: results[kernel] for kernel in kernels}
 
 
 def _check_inputs(model: nn.Module, batch, batch2, output: str, kernel: str, implementation: str):

@@ -43,6 +43,7 @@ from linft.study._config import (
     RunKey,
     Sizes,
     SweepConfig,
+    draw_adapters,
     load_config,
     plan_runs,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "load_config",
     "SweepConfig",
     "AdapterConfig",
+    "draw_adapters",
     "Sizes",
     "RunKey",
     "RunStore",
@@ -113,7 +115,7 @@ def run_sweep(config_or_path, out_csv, *, backend: str = "serial", address: str 
         import_ray()  # a missing Ray fails here, before the store is touched
     config = load_config(config_or_path)
     plan = plan_runs(config)
-    store = RunStore(out_csv)
+    store = RunStore.for_sweep(out_csv, config)
     todo = [key for key in plan if not store.has(key) or (retry_failed and store.status(key) != "ok")]
     skipped = len(plan) - len(todo)
     if max_runs is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from linft import LinftError
 
-__all__ = ["SETTINGS", "Sizes", "AdapterConfig", "SweepConfig", "RunKey", "load_config", "check_against_model",
+__all__ = ["SETTINGS", "Sizes", "AdapterConfig", "draw_adapters", "check_adapters", "SweepConfig", "RunKey", "load_config", "check_against_model",
            "plan_runs"]
 
 #: "mse_gd": squared loss on one-hot targets, full-batch gradient descent at the descent step 1/(μmax/N + λ) of the
@@ -31,66 +31,66 @@ _ADAPTER_KEYS = ("name", "layers", "targets", "rank")
 # ---------------------------------------------------------------------------------------------- value checks
 
 
-def _fail(where: str, message: str) -> LinftError:
+def config_error(where: str, message: str) -> LinftError:
     return LinftError(f"sweep config: {where} {message}")
 
 
-def _int(value, where: str, minimum: int) -> int:
+def check_int(value, where: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise _fail(where, f"must be an integer >= {minimum}, got {value!r}")
+        raise config_error(where, f"must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _float(value, where: str, *, positive: bool) -> float:
+def check_float(value, where: str, *, positive: bool) -> float:
     """A finite float (> 0 when ``positive``, else >= 0); numeric strings such as "1e-3" are accepted, since YAML
     1.1 (PyYAML) reads ``1e-3`` without a dot as a string."""
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise _fail(where, f"must be a number, got {value!r}") from None
+            raise config_error(where, f"must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _fail(where, f"must be a number, got {value!r}")
+        raise config_error(where, f"must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise _fail(where, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        raise config_error(where, f"must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return value
 
 
-def _text(value, where: str) -> str:
+def check_text(value, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail(where, f"must be a non-empty string, got {value!r}")
+        raise config_error(where, f"must be a non-empty string, got {value!r}")
     if any(c in value for c in "\n\r"):
-        raise _fail(where, f"must be one line, got {value!r}")
+        raise config_error(where, f"must be one line, got {value!r}")
     return value.strip()
 
 
-def _list(value, where: str) -> list:
+def check_list(value, where: str) -> list:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
-        raise _fail(where, f"must be a list, got {type(value).__name__} {value!r}")
+        raise config_error(where, f"must be a list, got {type(value).__name__} {value!r}")
     if not value:
-        raise _fail(where, "is empty: give at least one entry")
+        raise config_error(where, "is empty: give at least one entry")
     return list(value)
 
 
-def _unique(values: list, where: str) -> list:
+def check_unique(values: list, where: str) -> list:
     seen = set()
     for v in values:
         if v in seen:
-            raise _fail(where, f"lists {v!r} twice: give each entry once")
+            raise config_error(where, f"lists {v!r} twice: give each entry once")
         seen.add(v)
     return values
 
 
-def _keys(mapping, where: str, allowed, required) -> None:
+def check_keys(mapping, where: str, allowed, required) -> None:
     if not isinstance(mapping, Mapping):
-        raise _fail(where, f"must be a mapping, got {type(mapping).__name__} {mapping!r}")
+        raise config_error(where, f"must be a mapping, got {type(mapping).__name__} {mapping!r}")
     unknown = [k for k in mapping if k not in allowed]
     if unknown:
-        raise _fail(where, f"has unknown key {unknown[0]!r}: use {', '.join(allowed)}")
+        raise config_error(where, f"has unknown key {unknown[0]!r}: use {', '.join(allowed)}")
     missing = [k for k in required if k not in mapping]
     if missing:
-        raise _fail(where, f"lacks {missing[0]!r} (required: {', '.join(required)})")
+        raise config_error(where, f"lacks {missing[0]!r} (required: {', '.join(required)})")
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -116,14 +116,14 @@ class Sizes:
     @classmethod
     def parse(cls, raw) -> Sizes:
         names = tuple(f.name for f in fields(cls))
-        _keys(raw, "sizes", names, names[:-1])
+        check_keys(raw, "sizes", names, names[:-1])
         return cls(
-            n_train=_int(raw["n_train"], "sizes.n_train", 1),
-            n_test=_int(raw["n_test"], "sizes.n_test", 1),
-            max_length=_int(raw["max_length"], "sizes.max_length", 2),
-            steps=_int(raw["steps"], "sizes.steps", 0),
-            lr=_float(raw["lr"], "sizes.lr", positive=True),
-            batch_size=_int(raw.get("batch_size", 16), "sizes.batch_size", 1),
+            n_train=check_int(raw["n_train"], "sizes.n_train", 1),
+            n_test=check_int(raw["n_test"], "sizes.n_test", 1),
+            max_length=check_int(raw["max_length"], "sizes.max_length", 2),
+            steps=check_int(raw["steps"], "sizes.steps", 0),
+            lr=check_float(raw["lr"], "sizes.lr", positive=True),
+            batch_size=check_int(raw.get("batch_size", 16), "sizes.batch_size", 1),
         )
 
 
@@ -139,24 +139,71 @@ class AdapterConfig:
 
     @classmethod
     def parse(cls, raw, where: str) -> AdapterConfig:
-        _keys(raw, where, _ADAPTER_KEYS, ("name", "targets", "rank"))
-        name = _text(raw["name"], f"{where}.name")
+        check_keys(raw, where, _ADAPTER_KEYS, ("name", "targets", "rank"))
+        name = check_text(raw["name"], f"{where}.name")
         layers = raw.get("layers")
         if layers is None or layers == "all":
             layers = None
         else:
             if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
                 layers = [layers]
-            layers = _list(layers, f"{where}.layers")
+            layers = check_list(layers, f"{where}.layers")
             for i, idx in enumerate(layers):
                 if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
-                    raise _fail(f"{where}.layers[{i}]", f"must be a block index (integer), got {idx!r}")
-            layers = tuple(_unique([int(i) for i in layers], f"{where}.layers"))
+                    raise config_error(f"{where}.layers[{i}]", f"must be a block index (integer), got {idx!r}")
+            layers = tuple(check_unique([int(i) for i in layers], f"{where}.layers"))
         targets = raw["targets"]
-        targets = [targets] if isinstance(targets, str) else _list(targets, f"{where}.targets")
-        targets = tuple(_unique([_text(t, f"{where}.targets[{i}]") for i, t in enumerate(targets)],
+        targets = [targets] if isinstance(targets, str) else check_list(targets, f"{where}.targets")
+        targets = tuple(check_unique([check_text(t, f"{where}.targets[{i}]") for i, t in enumerate(targets)],
                                 f"{where}.targets"))
-        return cls(name=name, layers=layers, targets=targets, rank=_int(raw["rank"], f"{where}.rank", 1))
+        return cls(name=name, layers=layers, targets=targets, rank=check_int(raw["rank"], f"{where}.rank", 1))
+
+
+    def as_yaml(self) -> dict:
+        """The configuration as a sweep file writes it (``layers`` "all" or a list)."""
+        return {"name": self.name, "layers": "all" if self.layers is None else list(self.layers),
+                "targets": self.targets[0] if len(self.targets) == 1 else list(self.targets), "rank": self.rank}
+
+
+#: what :func:`draw_adapters` draws from: target sets, layer subsets, ranks
+DRAW_TARGETS = ("q", "k", "v", "o", "ffn_in", "ffn_out", "qv", "qkv", "attn", "all")
+DRAW_LAYERS = ("all", "top2", "bottom2", "middle2", "one", "three")
+DRAW_RANKS = (1, 2, 4, 8, 16)
+
+
+def _draw_layers(kind: str, n_layers: int, rng) -> tuple[int, ...] | None:
+    if kind == "all":
+        return None
+    if kind == "top2":
+        return (n_layers - 2, n_layers - 1)
+    if kind == "bottom2":
+        return (0, 1)
+    if kind == "middle2":
+        return (n_layers // 2 - 1, n_layers // 2)
+    count = 1 if kind == "one" else 3
+    return tuple(sorted(int(i) for i in rng.choice(n_layers, count, replace=False)))
+
+
+def draw_adapters(n: int, *, seed: int, n_layers: int) -> list[AdapterConfig]:
+    """The reference configuration (q, k, v of every block, r = 8) and ``n − 1`` distinct LoRA configurations drawn
+    uniformly (numpy ``seed``) from :data:`DRAW_TARGETS` × :data:`DRAW_LAYERS` × :data:`DRAW_RANKS` for a model of
+    ``n_layers`` blocks, so a study spans small to large adapters and its configurations differ from task to task.
+    Names read ``<targets>-r<rank>-<layers>`` (e.g. ``qv-r8-all``, ``k-r2-l5``, ``ffn_in-r4-l0.1``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(check_int(seed, "seed", 0))
+    chosen = [AdapterConfig("qkv-r8-all", None, ("qkv",), 8)]
+    names = {chosen[0].name}
+    while len(chosen) < check_int(n, "n", 1):
+        targets = str(rng.choice(DRAW_TARGETS))
+        layers = _draw_layers(str(rng.choice(DRAW_LAYERS)), n_layers, rng)
+        rank = int(rng.choice(DRAW_RANKS))
+        where = "all" if layers is None else "l" + ".".join(str(i) for i in layers)
+        name = f"{targets}-r{rank}-{where}"
+        if name not in names:
+            names.add(name)
+            chosen.append(AdapterConfig(name, layers, (targets,), rank))
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -234,33 +281,33 @@ class SweepConfig:
     @classmethod
     def parse(cls, raw, name: str = "sweep") -> SweepConfig:
         """Check a mapping (a parsed YAML document) field by field; see the module docstring."""
-        _keys(raw, "the document", _TOP_KEYS, _REQUIRED_TOP)
+        check_keys(raw, "the document", _TOP_KEYS, _REQUIRED_TOP)
         from linft import data
 
-        tasks = _list(raw["tasks"], "tasks")
+        tasks = check_list(raw["tasks"], "tasks")
         for i, task in enumerate(tasks):
             if not isinstance(task, str) or task not in data.TASKS:
-                raise _fail(f"tasks[{i}]", f"is unknown ({task!r}): use one of {tuple(data.TASKS)}")
+                raise config_error(f"tasks[{i}]", f"is unknown ({task!r}): use one of {tuple(data.TASKS)}")
             if not data.task_available(task):
-                raise _fail(f"tasks[{i}]", f"{task!r} has no source files here: run `linft fetch` or drop it")
-        configs = [AdapterConfig.parse(c, f"configs[{i}]") for i, c in enumerate(_list(raw["configs"], "configs"))]
-        _unique([c.name for c in configs], "configs[].name")
-        settings = _list(raw["settings"], "settings")
+                raise config_error(f"tasks[{i}]", f"{task!r} has no source files here: run `linft fetch` or drop it")
+        configs = [AdapterConfig.parse(c, f"configs[{i}]") for i, c in enumerate(check_list(raw["configs"], "configs"))]
+        check_unique([c.name for c in configs], "configs[].name")
+        settings = check_list(raw["settings"], "settings")
         for i, setting in enumerate(settings):
             if setting not in SETTINGS:
-                raise _fail(f"settings[{i}]", f"is unknown ({setting!r}): use one of {SETTINGS}")
-        seeds = [_int(s, f"seeds[{i}]", 0) for i, s in enumerate(_list(raw["seeds"], "seeds"))]
-        lambdas = [_float(v, f"lambdas[{i}]", positive=False) for i, v in enumerate(_list(raw["lambdas"], "lambdas"))]
+                raise config_error(f"settings[{i}]", f"is unknown ({setting!r}): use one of {SETTINGS}")
+        seeds = [check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(check_list(raw["seeds"], "seeds"))]
+        lambdas = [check_float(v, f"lambdas[{i}]", positive=False) for i, v in enumerate(check_list(raw["lambdas"], "lambdas"))]
         return cls(
-            model=_text(raw["model"], "model"),
+            model=check_text(raw["model"], "model"),
             sizes=Sizes.parse(raw["sizes"]),
-            tasks=tuple(_unique(tasks, "tasks")),
+            tasks=tuple(check_unique(tasks, "tasks")),
             configs=tuple(configs),
-            seeds=tuple(_unique(seeds, "seeds")),
-            settings=tuple(_unique(settings, "settings")),
-            lambdas=tuple(_unique(lambdas, "lambdas")),
-            threads=_int(raw.get("threads", 1), "threads", 1),
-            name=_text(raw.get("name", name), "name"),
+            seeds=tuple(check_unique(seeds, "seeds")),
+            settings=tuple(check_unique(settings, "settings")),
+            lambdas=tuple(check_unique(lambdas, "lambdas")),
+            threads=check_int(raw.get("threads", 1), "threads", 1),
+            name=check_text(raw.get("name", name), "name"),
         )
 
 
@@ -285,16 +332,30 @@ def load_config(source, *, check_model: bool = True) -> SweepConfig:
     With ``check_model`` the model is resolved and every configuration's targets and layers are matched on its
     architecture (:func:`check_against_model`); the layer lists come back normalized (sorted, non-negative).
     """
-    if isinstance(source, SweepConfig):
+    if isinstance(source, SweepConfig) or getattr(source, "protocol", None) == "reference":
         config = source
     elif isinstance(source, Mapping):
-        config = SweepConfig.parse(source)
+        config = _parse(source, "sweep")
     elif isinstance(source, (str, Path)):
         path = Path(source).expanduser()
-        config = SweepConfig.parse(_read_yaml(path), name=path.stem)
+        config = _parse(_read_yaml(path), path.stem)
     else:
         raise LinftError(f"a sweep config must be a YAML path, a mapping or a SweepConfig, got {type(source).__name__}")
+    if getattr(config, "protocol", "fewshot") == "reference":
+        return config.checked() if check_model else config
     return check_against_model(config) if check_model and not config.model_checked else config
+
+
+def _parse(raw, name: str):
+    """A :class:`SweepConfig`, or for ``protocol: reference`` a reference sweep (:mod:`linft.study._reference_config`)."""
+    protocol = raw.get("protocol", "fewshot") if isinstance(raw, Mapping) else "fewshot"
+    if protocol == "reference":
+        from linft.study._reference_config import ReferenceSweep
+
+        return ReferenceSweep.parse(raw, name=name)
+    if protocol != "fewshot":
+        raise config_error("protocol", f"is unknown ({protocol!r}): use 'fewshot' (the default) or 'reference'")
+    return SweepConfig.parse({k: v for k, v in raw.items() if k != "protocol"}, name=name)
 
 
 def _skeleton(model: str, num_labels: int):
@@ -308,34 +369,39 @@ def _skeleton(model: str, num_labels: int):
     try:
         hf_config = AutoConfig.from_pretrained(source, num_labels=num_labels)
     except (OSError, ValueError) as err:
-        raise _fail("model", f"{model!r} cannot be read ({type(err).__name__}): use one of {models.MODEL_KEYS}, "
+        raise config_error("model", f"{model!r} cannot be read ({type(err).__name__}): use one of {models.MODEL_KEYS}, "
                     "a local model folder or a reachable hub id") from None
     with torch.device("meta"):
         return AutoModelForSequenceClassification.from_config(hf_config)
 
 
-def check_against_model(config: SweepConfig) -> SweepConfig:
-    """Resolve ``config.model`` and match every configuration's targets/layers on it; return the config with each
-    layer list normalized (indices mod the number of blocks, sorted). Raises a one-line :class:`LinftError` naming
-    the configuration otherwise."""
+def check_adapters(model: str, adapters) -> tuple[AdapterConfig, ...]:
+    """Match every configuration's targets/layers on ``model``'s architecture; return them with each layer list
+    normalized (indices mod the number of blocks, sorted). Raises a one-line :class:`LinftError` naming the
+    configuration otherwise."""
     from linft import models
 
     try:
-        skeleton = _skeleton(config.model, 2)
+        skeleton = _skeleton(model, 2)
     except LinftError as err:
         msg = str(err)
-        raise err if msg.startswith("sweep config") else _fail("model", f"{config.model!r}: {msg}") from None
+        raise err if msg.startswith("sweep config") else config_error("model", f"{model!r}: {msg}") from None
     n_layers = models.num_layers(skeleton)
     checked = []
-    for i, adapter in enumerate(config.configs):
+    for i, adapter in enumerate(adapters):
         try:
             models.resolve_targets(skeleton, list(adapter.targets), None if adapter.layers is None else
                                    list(adapter.layers))
         except LinftError as err:
-            raise _fail(f"configs[{i}] ({adapter.name!r})", f"does not fit {config.model!r}: {err}") from None
+            raise config_error(f"configs[{i}] ({adapter.name!r})", f"does not fit {model!r}: {err}") from None
         layers = None if adapter.layers is None else tuple(sorted({i % n_layers for i in adapter.layers}))
         checked.append(replace(adapter, layers=layers))
-    return replace(config, configs=tuple(checked), model_checked=True)
+    return tuple(checked)
+
+
+def check_against_model(config: SweepConfig) -> SweepConfig:
+    """Resolve ``config.model`` and match every configuration's targets/layers on it (:func:`check_adapters`)."""
+    return replace(config, configs=check_adapters(config.model, config.configs), model_checked=True)
 
 
 def plan_runs(config) -> list[RunKey]:
@@ -343,6 +409,8 @@ def plan_runs(config) -> list[RunKey]:
     (``len == len(tasks)·len(configs)·len(seeds)·len(settings)·len(lambdas)``). ``config``: as :func:`load_config`
     (a file path or mapping is checked against the model first)."""
     config = load_config(config)
+    if getattr(config, "protocol", "fewshot") == "reference":
+        return config.plan()
     s = config.sizes
     return [
         RunKey(model=config.model, task=task, config=adapter.name, layers=adapter.layers, targets=adapter.targets,

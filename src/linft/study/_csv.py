@@ -64,15 +64,30 @@ class RunStore:
     """The CSV file at ``path`` as a store of finished runs (created with its header when missing or empty).
 
     ``rows``: {key id (tuple of the key columns' text): row as {column: text}} of what the file holds.
+    ``columns``/``key_columns``/``int_columns``/``float_columns``: the schema (default: the few-shot study's
+    :data:`COLUMNS`; a reference-protocol sweep passes its own, :meth:`for_sweep`).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, columns=COLUMNS, key_columns=KEY_COLUMNS, int_columns=INT_COLUMNS,
+                 float_columns=FLOAT_COLUMNS):
+        self.columns, self.key_columns = tuple(columns), tuple(key_columns)
+        self.int_columns, self.float_columns = tuple(int_columns), tuple(float_columns)
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise LinftError(f"out_csv {self.path} is a folder: pass a file path such as {self.path / 'sweep.csv'}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: dict[tuple[str, ...], dict[str, str]] = {}
         self._read()
+
+    @classmethod
+    def for_sweep(cls, path, config) -> RunStore:
+        """The store of ``config``'s sweep: its own columns when it declares them (the reference protocol)."""
+        if getattr(config, "protocol", "fewshot") == "fewshot":
+            return cls(path)
+        columns, keys = config.columns, config.key_columns
+        ints = [c for c in columns if c in config.int_columns]
+        floats = [c for c in columns if c not in ints and c not in config.text_columns]
+        return cls(path, columns, keys, ints, floats)
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -95,15 +110,15 @@ class RunStore:
         except (UnicodeDecodeError, csv.Error) as err:
             raise LinftError(f"{self.path} is not a sweep CSV ({err}): pass another out_csv path") from None
         header = tuple(lines[0])
-        if header != COLUMNS:
-            raise LinftError(f"{self.path} has other columns than a linft sweep CSV (first difference: "
-                             f"{_first_difference(header, COLUMNS)}): pass a new out_csv path")
+        if header != self.columns:
+            raise LinftError(f"{self.path} has other columns than this linft sweep's CSV (first difference: "
+                             f"{_first_difference(header, self.columns)}): pass a new out_csv path")
         for number, values in enumerate(lines[1:], start=2):
-            if len(values) != len(COLUMNS):
-                raise LinftError(f"{self.path} line {number} has {len(values)} fields, not {len(COLUMNS)}: the file "
+            if len(values) != len(self.columns):
+                raise LinftError(f"{self.path} line {number} has {len(values)} fields, not {len(self.columns)}: the file "
                                  "was edited or is damaged; fix or remove that line")
-            row = dict(zip(COLUMNS, values))
-            self.rows[tuple(row[c] for c in KEY_COLUMNS)] = row
+            row = dict(zip(self.columns, values))
+            self.rows[tuple(row[c] for c in self.key_columns)] = row
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -112,9 +127,9 @@ class RunStore:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(_line(list(COLUMNS)))
+                handle.write(_line(list(self.columns)))
                 for row in rows:
-                    handle.write(_line([row.get(c, "") for c in COLUMNS]))
+                    handle.write(_line([row.get(c, "") for c in self.columns]))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
@@ -124,17 +139,17 @@ class RunStore:
 
     def append(self, row: dict) -> None:
         """Append one run's row (missing columns empty) as one line: write, flush, fsync."""
-        unknown = [c for c in row if c not in COLUMNS]
+        unknown = [c for c in row if c not in self.columns]
         if unknown:
             raise LinftError(f"a sweep row has unknown column {unknown[0]!r}: the store's columns are fixed "
                              f"(linft.study.COLUMNS)")
-        values = [_text(row.get(c)) for c in COLUMNS]
+        values = [_text(row.get(c)) for c in self.columns]
         with self.path.open("a", encoding="utf-8", newline="") as handle:
             handle.write(_line(values))
             handle.flush()
             os.fsync(handle.fileno())
-        text = dict(zip(COLUMNS, values))
-        self.rows[tuple(text[c] for c in KEY_COLUMNS)] = text
+        text = dict(zip(self.columns, values))
+        self.rows[tuple(text[c] for c in self.key_columns)] = text
 
     def drop(self, keys: list[RunKey]) -> int:
         """Remove the rows of ``keys`` from the file (one atomic rewrite); returns how many were removed."""
@@ -158,15 +173,15 @@ class RunStore:
 
     def frame(self, keys: list[RunKey] | None = None) -> pd.DataFrame:
         """The rows of ``keys`` (in that order, absent ones skipped; None: every row in file order) as a DataFrame
-        with :data:`COLUMNS`; integer columns as nullable ``Int64``, float columns as float64, the rest text."""
+        with :data:`self.columns`; integer columns as nullable ``Int64``, float columns as float64, the rest text."""
         rows = list(self.rows.values()) if keys is None else [self.rows[k.id] for k in keys if k.id in self.rows]
-        frame = pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)
-        for col in INT_COLUMNS:
+        frame = pd.DataFrame(rows, columns=list(self.columns), dtype=object)
+        for col in self.int_columns:
             frame[col] = pd.to_numeric(frame[col].replace("", None), errors="coerce").astype("Int64")
-        for col in FLOAT_COLUMNS:
+        for col in self.float_columns:
             frame[col] = pd.to_numeric(frame[col].replace("", None), errors="coerce").astype("float64")
-        for col in COLUMNS:
-            if col not in INT_COLUMNS and col not in FLOAT_COLUMNS:
+        for col in self.columns:
+            if col not in self.int_columns and col not in self.float_columns:
                 frame[col] = frame[col].fillna("").astype(str)
         return frame
 

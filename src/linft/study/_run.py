@@ -76,7 +76,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _host(threads: int) -> dict:
+def host_columns(threads: int) -> dict:
+    """Where and with what a run ran: ``threads``, ``hostname`` and the versions of linft, torch, transformers, peft."""
     return {"threads": threads, "hostname": socket.gethostname(), **_versions()}
 
 
@@ -217,7 +218,7 @@ def run_one(key: RunKey, *, threads: int = 1) -> dict:
         short = train_columns["short_steps"] / key.steps * (t3 - t2) if key.steps else 0.0
         return {**sizes, **kernel_columns, **logme_columns, **train_columns, "kernel_seconds": t1 - t0,
                 "logme_seconds": t2 - t1, "train_seconds": t3 - t2, "short_seconds": short,
-                "run_seconds": t3 - start, **_host(threads)}
+                "run_seconds": t3 - start, **host_columns(threads)}
     finally:
         torch.set_num_threads(previous)
 
@@ -225,14 +226,14 @@ def run_one(key: RunKey, *, threads: int = 1) -> dict:
 def failed_row(key: RunKey, message: str, threads: int = 1) -> dict:
     """The CSV row of a failed run: its key, ``status="failed"``, ``error`` (one line) and where it ran."""
     return {**key.as_row(), "status": "failed", "error": message.replace("\n", " ")[:_MAX_ERROR],
-            **_host(threads)}
+            **host_columns(threads)}
 
 
 def attempt(key: RunKey, threads: int = 1, run=None) -> dict:
     """The whole CSV row of ``key``: ``status="ok"`` with :func:`run_one`'s columns, or ``status="failed"`` with the
     error's first line when the run raises (any ``Exception``; ``KeyboardInterrupt`` still stops the sweep).
     ``run``: the function called as ``run(key, threads=threads)`` (default :func:`run_one`)."""
-    run = run_one if run is None else run
+    run = run if run is not None else getattr(key, "runner", run_one)  # a protocol's key names its own run
     try:
         return {**key.as_row(), "status": "ok", "error": "", **run(key, threads=threads)}
     except Exception as err:  # a failed run is recorded and the sweep goes on

@@ -1,0 +1,80 @@
+"""One summary of a training kernel: κ, κ_λ, λmin, λmax, trace, effective rank, kernel-regression accuracy.
+
+:func:`summarize` reads every number a run reports about its eNTK from one eigen-decomposition
+(:class:`linft.predict.KernelSpectrum`), with one κ formula (:func:`linft.predict.kappa_lambda`). An asymmetric kernel
+(the reference study's ⟨∇f, sign ∇f'⟩) is summarized by its symmetric part, the part a quadratic form sees; its
+kernel regression uses the kernel as it is (:func:`linft.predict.asymmetric_regression`).
+
+Shapes: ``K`` [N, N, C, C] (or [N, N] scalar), ``K_test`` [M, N, C, C], ``f0`` [N, C], ``f0_test`` [M, C],
+``labels`` / ``labels_test`` [N] / [M] integer classes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from linft import predict, spectral
+
+__all__ = ["KernelSummary", "summarize", "gradient_norm"]
+
+
+@dataclass(frozen=True)
+class KernelSummary:
+    """The numbers of one training kernel. ``kappa`` = λmax/λmin (inf when singular), ``kappa_lambda`` at ``lam``,
+    ``lambda_min``/``lambda_max`` (of the symmetric part, [N·C, N·C]), ``trace``, ``effective_rank`` (entropy
+    effective rank, at most N·C), ``kr_acc``: held-out accuracy of kernel regression (t → ∞; NaN without test
+    rows), ``n_examples`` N."""
+
+    n_examples: int
+    kappa: float
+    kappa_lambda: float
+    lam: float
+    lambda_min: float
+    lambda_max: float
+    trace: float
+    effective_rank: float
+    kr_acc: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(K, *, lam: float = 0.0, K_test=None, f0=None, f0_test=None, labels=None, labels_test=None,
+              asymmetric: bool = False) -> KernelSummary:
+    """:class:`KernelSummary` of training kernel ``K`` (values or :class:`linft.ntk.Kernel`); with ``K_test``,
+    ``f0``, ``f0_test``, ``labels`` and ``labels_test`` also the kernel-regression accuracy at ``lam``.
+    ``asymmetric``: ``K`` is not symmetric by construction (the asym SignGD kernel)."""
+    values = (K if isinstance(K, torch.Tensor) else K.values).to(torch.float64)
+    n = values.shape[0]
+    symmetric = spectral.symmetric_part(values)
+    spectrum = predict.KernelSpectrum.of(symmetric, n_examples=n)
+    kr_acc = math.nan
+    if K_test is not None:
+        test_values = (K_test if isinstance(K_test, torch.Tensor) else K_test.values).to(torch.float64)
+        if asymmetric:
+            scores = predict.asymmetric_regression(values, test_values, labels, f0, f0_test, lam)
+            kr_acc = float((scores.argmax(-1) == torch.as_tensor(labels_test)).double().mean())
+        else:
+            regression = predict.KernelRegression.fit(spectrum, labels, f0, lam)
+            kr_acc = regression.accuracy(test_values, f0_test, torch.as_tensor(labels_test))
+    eigenvalues = spectrum.eigenvalues
+    return KernelSummary(
+        n_examples=n, kappa=predict.kappa_lambda(spectrum, lam=0.0), kappa_lambda=predict.kappa_lambda(spectrum, lam=lam),
+        lam=float(lam), lambda_min=spectrum.mu_min, lambda_max=spectrum.mu_max, trace=float(eigenvalues.sum()),
+        effective_rank=spectral.effective_rank(eigenvalues), kr_acc=kr_acc,
+    )
+
+
+def gradient_norm(K_sgd, f0, labels) -> float:
+    """‖∇θ L(θ0)‖ of the mean cross-entropy over the kernel's N examples, from the SGD kernel alone:
+    ‖(1/N) Σ_i Σ_c r_ic ∇f_c(x_i)‖ with r = softmax(f0) − onehot(labels), i.e. √(rᵀ K r)/N. ``K_sgd``
+    [N, N, C, C], ``f0`` [N, C], ``labels`` [N]."""
+    values = (K_sgd if isinstance(K_sgd, torch.Tensor) else K_sgd.values).to(torch.float64)
+    f0 = torch.as_tensor(f0, dtype=torch.float64)
+    labels = torch.as_tensor(labels).long()
+    r = torch.softmax(f0, -1) - torch.nn.functional.one_hot(labels, f0.shape[1]).double()
+    quad = torch.einsum("ic,ijcd,jd->", r, values, r)
+    return float(quad.clamp_min(0).sqrt()) / values.shape[0]
