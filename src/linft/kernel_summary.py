@@ -2,8 +2,8 @@
 
 :func:`summarize` reads every number a run reports about its eNTK from one eigen-decomposition
 (:class:`linft.predict.KernelSpectrum`), with one κ formula (:func:`linft.predict.kappa_lambda`). An asymmetric kernel
-(the reference study's ⟨∇f, sign ∇f'⟩) is summarized by its symmetric part, the part a quadratic form sees; its
-kernel regression uses the kernel as it is (:func:`linft.predict.asymmetric_regression`).
+(the reference study's ⟨∇f, sign ∇f'⟩) has an indefinite symmetric part in general: its κ is the 2-norm condition
+number σmax/σmin, and its kernel regression uses the kernel as it is (:func:`linft.predict.asymmetric_regression`).
 
 Shapes: ``K`` [N, N, C, C] (or [N, N] scalar), ``K_test`` [M, N, C, C], ``f0`` [N, C], ``f0_test`` [M, C],
 ``labels`` / ``labels_test`` [N] / [M] integer classes.
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from linft import predict, spectral
+from linft import LinftError, predict, spectral
 
 __all__ = ["KernelSummary", "summarize", "gradient_norm"]
 
@@ -46,25 +46,50 @@ def summarize(K, *, lam: float = 0.0, K_test=None, f0=None, f0_test=None, labels
               asymmetric: bool = False) -> KernelSummary:
     """:class:`KernelSummary` of training kernel ``K`` (values or :class:`linft.ntk.Kernel`); with ``K_test``,
     ``f0``, ``f0_test``, ``labels`` and ``labels_test`` also the kernel-regression accuracy at ``lam``.
-    ``asymmetric``: ``K`` is not symmetric by construction (the asym SignGD kernel)."""
+
+    ``asymmetric``: ``K`` is not symmetric by construction (the asym SignGD kernel ⟨∇f, sign ∇f'⟩). Its symmetric
+    part is indefinite in general, so κ is then the 2-norm condition number σmax/σmin of K (``numpy.linalg.cond``;
+    κ_λ that of K + NλI), ``effective_rank`` that of the singular values, ``lambda_min``/``lambda_max`` the extreme
+    eigenvalues of the symmetric part (``lambda_min`` may be negative), and kernel regression uses K as it is.
+    """
     values = (K if isinstance(K, torch.Tensor) else K.values).to(torch.float64)
     n = values.shape[0]
-    symmetric = spectral.symmetric_part(values)
-    spectrum = predict.KernelSpectrum.of(symmetric, n_examples=n)
-    kr_acc = math.nan
+    test_values = None
     if K_test is not None:
         test_values = (K_test if isinstance(K_test, torch.Tensor) else K_test.values).to(torch.float64)
-        if asymmetric:
-            scores = predict.asymmetric_regression(values, test_values, labels, f0, f0_test, lam)
-            kr_acc = float((scores.argmax(-1) == torch.as_tensor(labels_test)).double().mean())
-        else:
-            regression = predict.KernelRegression.fit(spectrum, labels, f0, lam)
-            kr_acc = regression.accuracy(test_values, f0_test, torch.as_tensor(labels_test))
+    if asymmetric:
+        return _asymmetric(values, lam, test_values, f0, f0_test, labels, labels_test)
+    if spectral.asymmetry(values) > spectral.ASYMMETRY_TOL:
+        raise LinftError(f"K is not symmetric (relative asymmetry {spectral.asymmetry(values):.2e}): pass "
+                         "asymmetric=True for the asymmetric SignGD kernel")
+    spectrum = predict.KernelSpectrum.of(values, n_examples=n)
+    kr_acc = math.nan
+    if test_values is not None:
+        regression = predict.KernelRegression.fit(spectrum, labels, f0, lam)
+        kr_acc = regression.accuracy(test_values, f0_test, torch.as_tensor(labels_test))
     eigenvalues = spectrum.eigenvalues
     return KernelSummary(
-        n_examples=n, kappa=predict.kappa_lambda(spectrum, lam=0.0), kappa_lambda=predict.kappa_lambda(spectrum, lam=lam),
-        lam=float(lam), lambda_min=spectrum.mu_min, lambda_max=spectrum.mu_max, trace=float(eigenvalues.sum()),
+        n_examples=n, kappa=predict.kappa_lambda(spectrum, lam=0.0),
+        kappa_lambda=predict.kappa_lambda(spectrum, lam=lam), lam=float(lam), lambda_min=spectrum.mu_min,
+        lambda_max=spectrum.mu_max, trace=float(eigenvalues.sum()),
         effective_rank=spectral.effective_rank(eigenvalues), kr_acc=kr_acc,
+    )
+
+
+def _asymmetric(values, lam, test_values, f0, f0_test, labels, labels_test) -> KernelSummary:
+    matrix = spectral.as_matrix(values)
+    n = values.shape[0]
+    sym = torch.linalg.eigvalsh(spectral.symmetric_part(matrix))
+    kr_acc = math.nan
+    if test_values is not None:
+        scores = predict.asymmetric_regression(values, test_values, labels, f0, f0_test, lam)
+        kr_acc = float((scores.argmax(-1) == torch.as_tensor(labels_test)).double().mean())
+    shifted = matrix + n * float(lam) * torch.eye(matrix.shape[0], dtype=torch.float64)
+    return KernelSummary(
+        n_examples=n, kappa=spectral.singular_condition_number(matrix),
+        kappa_lambda=spectral.singular_condition_number(shifted), lam=float(lam), lambda_min=float(sym[0]),
+        lambda_max=float(sym[-1]), trace=float(torch.trace(matrix)),
+        effective_rank=spectral.effective_rank(spectral.singular_values(matrix)), kr_acc=kr_acc,
     )
 
 

@@ -177,7 +177,7 @@ def _kernel_columns(key: ReferenceKey, prepared) -> dict:
             for name in KERNEL_NAMES:
                 for d in range(key.n_draws):
                     block = K[name][32 * d: 32 * (d + 1), 32 * d: 32 * (d + 1)]
-                    columns[f"kappa_{name}_draw{d}"] = summarize(block).kappa
+                    columns[f"kappa_{name}_draw{d}"] = summarize(block, asymmetric=name == "ref").kappa
     return columns
 
 
