@@ -418,3 +418,29 @@ def test_empirical_ntk_leaves_every_module_in_its_own_mode(tiny_lora):
     empirical_ntk(model, batch, params="lora")
     empirical_ntk(model, batch, params="lora", implementation="reference")
     assert {name: module.training for name, module in model.named_modules()} == flags
+
+
+def test_empirical_ntks_equals_one_call_per_variant(tiny_lora, one_thread):
+    from linft.ntk import empirical_ntks
+
+    model, batch = tiny_lora(["a fine film", "dull and long", "great fun"], [1, 0, 1])
+    other = {k: v[:2] for k, v in batch.items()}
+    together = empirical_ntks(model, batch, other, params="trainable", kernels=("asym_signgd", "signgd", "sgd"))
+    assert list(together) == ["asym_signgd", "signgd", "sgd"]
+    for variant, kernel in together.items():
+        alone = empirical_ntk(model, batch, other, params="trainable", kernel=variant)
+        torch.testing.assert_close(kernel.values, alone.values, rtol=1e-12, atol=0)
+        assert set(kernel.per_layer) == set(alone.per_layer) and kernel.kernel == variant
+    assert not torch.allclose(together["sgd"].values, together["signgd"].values)
+
+
+def test_empirical_ntks_refuses_no_or_unknown_variants(tiny_lora):
+    from linft.ntk import empirical_ntks
+
+    model, batch = tiny_lora(["a", "b"], [0, 1])
+    with pytest.raises(LinftError, match="non-empty tuple"):
+        empirical_ntks(model, batch, kernels=())
+    with pytest.raises(LinftError, match="non-empty tuple"):
+        empirical_ntks(model, batch, kernels="sgd")
+    with pytest.raises(LinftError, match="kernel"):
+        empirical_ntks(model, batch, kernels=("sgd", "nope"))

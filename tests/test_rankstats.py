@@ -94,3 +94,15 @@ def test_noise_ceiling_is_high_for_stable_outcomes_and_low_for_noise():
     assert noisy["ceiling"] < stable["ceiling"] and noisy["n_seeds"] == 4 and noisy["n_units"] == 8
     one_seed = noise_ceiling(_seeded(0.01).query("seed == 0"), "acc").iloc[0]
     assert math.isnan(one_seed["reliability"])
+
+
+def test_noise_ceiling_survives_a_missing_run_and_splits_odd_seeds_evenly():
+    frame = _seeded(0.01)
+    seeds = sorted(frame["seed"].unique())
+    missing = frame.drop(frame.index[(frame["seed"] == seeds[0])][:1])  # one run of one configuration is gone
+    row = noise_ceiling(missing, "acc").iloc[0]
+    assert np.isfinite(row["reliability"]) and row["reliability"] > 0.9
+    three = frame[frame["seed"].isin(seeds[:3])]
+    row3 = noise_ceiling(three, "acc").iloc[0]
+    # halves of one seed each, Spearman–Brown to three seeds: k = 3
+    assert row3["reliability"] == pytest.approx(3 * row3["split_half"] / (1 + 2 * row3["split_half"]))

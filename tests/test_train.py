@@ -516,3 +516,52 @@ def test_linear_probe_trains_the_head_only_and_restores_the_flags(setup):
     assert {n: p.requires_grad for n, p in probe.named_parameters()} == flags
     with pytest.raises(LinftError, match="LinearizedModel"):
         linear_probe(LinearizedModel(copy.deepcopy(model)), batch, lr=1e-2, steps=1)
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero(tiny_lora, one_thread):
+    from linft.train import TrainConfig, _scheduler
+
+    model, _ = tiny_lora(["a", "b"], [0, 1])
+    config = TrainConfig(lr=1.0, steps=10, schedule="linear", warmup=0.2)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    scheduler = _scheduler(config, opt)
+    rates = []
+    for _ in range(10):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125])
+    assert _scheduler(TrainConfig(lr=1.0, steps=10), opt) is None
+
+
+def test_log_steps_and_score_n(tiny_lora, one_thread):
+    texts = ["a fine film", "dull and long", "great fun", "a mess", "moving", "tedious"]
+    model, batch = tiny_lora(texts, [1, 0, 1, 0, 1, 0])
+    result = fine_tune(model, batch, batch, lr=1e-3, steps=5, batch_size=2, log_steps=(2,), score_n=2,
+                       track_gap=False, progress=False)
+    assert result.log["step"].tolist() == [0, 2, 5]
+    from linft.train import task_loss
+
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"][:2], attention_mask=batch["attention_mask"][:2]).logits
+    assert result.final["task_loss"] == pytest.approx(task_loss(logits, batch["labels"][:2]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(schedule="cosine"), "schedule"),
+    (dict(warmup=1.0), "warmup"),
+    (dict(log_steps=(9,)), "log_steps"),
+    (dict(score_n=0), "score_n"),
+])
+def test_schedule_and_logging_arguments_are_checked(kwargs, words):
+    from linft.train import TrainConfig
+
+    with pytest.raises(LinftError, match=words):
+        TrainConfig(lr=1e-3, steps=4, **kwargs)
+
+
+def test_score_n_with_full_batch_gd_is_refused(tiny_lora, one_thread):
+    model, batch = tiny_lora(["a", "b", "c"], [0, 1, 0])
+    with pytest.raises(LinftError, match="score_n"):
+        fine_tune(model, batch, lr=1e-3, steps=1, optimizer="gd", loss="mse", score_n=1, track_gap=False,
+                  progress=False)

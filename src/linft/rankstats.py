@@ -175,11 +175,14 @@ def grouped_rank_correlation(frame: pd.DataFrame, x: str, y: str, *, group: str 
 
 def noise_ceiling(frame: pd.DataFrame, outcome: str, *, unit: str = "config", seed_col: str = "seed",
                   group: str = "task") -> pd.DataFrame:
-    """Split-half reliability of the outcome's ranking of ``unit``s within each ``group``, across seeds.
+    """Split-half reliability of the seed-averaged outcome's ranking of ``unit``s within each ``group``.
 
-    For every split of the seeds into two halves (all splits for ≤ 8 seeds), the Spearman ρ between the two halves'
-    per-unit mean outcomes; averaged, then Spearman–Brown corrected to the full set of seeds: ρ_SB = 2ρ/(1 + ρ).
-    ``ceiling`` = √ρ_SB (clipped at 0) bounds the |ρ| any predictor can reach against the seed-averaged outcome.
+    The seeds are split into two halves of **equal** size h = ⌊S/2⌋ (every such split, for S ≤ 8 seeds; with an odd
+    S one seed sits out of each split in turn); for each split the Spearman ρ between the halves' per-unit mean
+    outcomes, over the units that have a run in both halves (a missing run drops that unit from that split only,
+    so no NaN spreads). The mean ρ is the reliability of an h-seed mean; Spearman–Brown with k = S/h gives that of
+    the S-seed mean, ρ_S = kρ/(1 + (k − 1)ρ) — the quantity a configuration-level test correlates with.
+    ``ceiling`` = √ρ_S (clipped at 0) bounds the |ρ| any predictor can reach against the seed-averaged outcome.
     Returns one row per group: ``group``, ``split_half``, ``reliability``, ``ceiling``, ``n_units``, ``n_seeds``.
     """
     require_columns(frame, [outcome, unit, seed_col, group], "frame")
@@ -187,22 +190,29 @@ def noise_ceiling(frame: pd.DataFrame, outcome: str, *, unit: str = "config", se
     for name, part in frame.groupby(group, sort=True):
         table = part.pivot_table(index=unit, columns=seed_col, values=outcome, aggfunc="mean")
         seeds = list(table.columns)
+        row = {"group": name, "split_half": math.nan, "reliability": math.nan, "ceiling": math.nan,
+               "n_units": len(table), "n_seeds": len(seeds)}
         if len(seeds) < 2 or len(table) < 3:
-            rows.append({"group": name, "split_half": math.nan, "reliability": math.nan, "ceiling": math.nan,
-                         "n_units": len(table), "n_seeds": len(seeds)})
+            rows.append(row)
             continue
         if len(seeds) > 8:
             raise LinftError(f"noise_ceiling enumerates seed splits; {len(seeds)} seeds are too many (max 8)")
         half = len(seeds) // 2
         values = []
         for first in itertools.combinations(seeds, half):
-            second = [s for s in seeds if s not in first]
-            a, b = table[list(first)].mean(axis=1), table[second].mean(axis=1)
-            if a.nunique() > 1 and b.nunique() > 1:
-                values.append(scipy_stats.spearmanr(a, b).statistic)
+            rest = [s for s in seeds if s not in first]
+            for second in itertools.combinations(rest, half):
+                if min(second) < min(first):
+                    continue  # each unordered pair of halves once
+                a, b = table[list(first)].mean(axis=1), table[list(second)].mean(axis=1)
+                both = a.notna() & b.notna()
+                if both.sum() >= 3 and a[both].nunique() > 1 and b[both].nunique() > 1:
+                    values.append(scipy_stats.spearmanr(a[both], b[both]).statistic)
         split = float(np.mean(values)) if values else math.nan
-        reliability = max(-1.0, 2 * split / (1 + split)) if np.isfinite(split) and split > -1 else math.nan
-        ceiling = math.sqrt(max(reliability, 0.0)) if np.isfinite(reliability) else math.nan
-        rows.append({"group": name, "split_half": split, "reliability": reliability, "ceiling": ceiling,
-                     "n_units": len(table), "n_seeds": len(seeds)})
+        if np.isfinite(split) and split > -1:
+            k = len(seeds) / half
+            row["reliability"] = max(-1.0, k * split / (1 + (k - 1) * split))
+            row["ceiling"] = math.sqrt(max(row["reliability"], 0.0))
+        row["split_half"] = split
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -8,7 +8,8 @@ sign(0) = 0).
 Outputs: ``full`` (all C logits), ``trace`` (Σ_c K[:, :, c, c]), ``logit_diff`` (the kernel of f_1 − f_0,
 binary classifiers only, one backward pass instead of C).
 
-Public: :func:`empirical_ntk`, :func:`empirical_ntks` (several variants from one set of gradients), :class:`Kernel`, :class:`FullWeights`, :func:`explicit_jacobian`,
+Public: :func:`empirical_ntk`, :func:`empirical_ntks` (several variants from one set of gradients), :class:`Kernel`,
+:class:`FullWeights`, :func:`explicit_jacobian`,
 :func:`plan_memory` / :class:`MemoryPlan`, and the choices :data:`IMPLEMENTATIONS`, :data:`KERNELS`,
 :data:`OUTPUTS`. Private pieces, one job each:
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from linft import LinftError
 
-__all__ = ["SETTINGS", "Sizes", "AdapterConfig", "draw_adapters", "check_adapters", "SweepConfig", "RunKey", "load_config", "check_against_model",
+__all__ = ["SETTINGS", "Sizes", "AdapterConfig", "draw_adapters", "check_adapters", "SweepConfig", "RunKey",
+           "load_config", "check_against_model",
            "plan_runs"]
 
 #: "mse_gd": squared loss on one-hot targets, full-batch gradient descent at the descent step 1/(μmax/N + λ) of the
@@ -297,7 +298,8 @@ class SweepConfig:
             if setting not in SETTINGS:
                 raise config_error(f"settings[{i}]", f"is unknown ({setting!r}): use one of {SETTINGS}")
         seeds = [check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(check_list(raw["seeds"], "seeds"))]
-        lambdas = [check_float(v, f"lambdas[{i}]", positive=False) for i, v in enumerate(check_list(raw["lambdas"], "lambdas"))]
+        lambdas = [check_float(v, f"lambdas[{i}]", positive=False)
+                   for i, v in enumerate(check_list(raw["lambdas"], "lambdas"))]
         return cls(
             model=check_text(raw["model"], "model"),
             sizes=Sizes.parse(raw["sizes"]),
@@ -347,7 +349,8 @@ def load_config(source, *, check_model: bool = True) -> SweepConfig:
 
 
 def _parse(raw, name: str):
-    """A :class:`SweepConfig`, or for ``protocol: reference`` a reference sweep (:mod:`linft.study._reference_config`)."""
+    """A :class:`SweepConfig`, or for ``protocol: reference`` a reference sweep
+    (:mod:`linft.study._reference_config`)."""
     protocol = raw.get("protocol", "fewshot") if isinstance(raw, Mapping) else "fewshot"
     if protocol == "reference":
         from linft.study._reference_config import ReferenceSweep

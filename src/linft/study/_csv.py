@@ -115,7 +115,8 @@ class RunStore:
                              f"{_first_difference(header, self.columns)}): pass a new out_csv path")
         for number, values in enumerate(lines[1:], start=2):
             if len(values) != len(self.columns):
-                raise LinftError(f"{self.path} line {number} has {len(values)} fields, not {len(self.columns)}: the file "
+                raise LinftError(f"{self.path} line {number} has {len(values)} fields, not {len(self.columns)}: "
+                                 "the file "
                                  "was edited or is damaged; fix or remove that line")
             row = dict(zip(self.columns, values))
             self.rows[tuple(row[c] for c in self.key_columns)] = row

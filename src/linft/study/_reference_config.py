@@ -75,13 +75,14 @@ class ReferenceSizes:
         calib = [check_int(n, f"sizes.calib[{i}]", 2) for i, n in enumerate(check_list(raw["calib"], "sizes.calib"))]
         if calib != sorted(set(calib)):
             raise config_error("sizes.calib", f"must be ascending distinct sizes, got {calib}")
+        ints = {name: check_int(raw[name], f"sizes.{name}", low) for name, low in
+                (("n_train", 2), ("n_eval", 1), ("max_length", 2), ("epochs", 1), ("batch_size", 1), ("n_draws", 1),
+                 ("n_kr", 1))}
         sizes = cls(
-            n_train=check_int(raw["n_train"], "sizes.n_train", 2), n_eval=check_int(raw["n_eval"], "sizes.n_eval", 1),
-            max_length=check_int(raw["max_length"], "sizes.max_length", 2), epochs=check_int(raw["epochs"], "sizes.epochs", 1),
-            lr=check_float(raw["lr"], "sizes.lr", positive=True), batch_size=check_int(raw["batch_size"], "sizes.batch_size", 1),
+            **ints, lr=check_float(raw["lr"], "sizes.lr", positive=True),
             warmup=check_float(raw["warmup"], "sizes.warmup", positive=False),
             short_fraction=check_float(raw["short_fraction"], "sizes.short_fraction", positive=True),
-            calib=tuple(calib), n_draws=check_int(raw["n_draws"], "sizes.n_draws", 1), n_kr=check_int(raw["n_kr"], "sizes.n_kr", 1),
+            calib=tuple(calib),
             alpha_ratio=check_float(raw.get("alpha_ratio", 1.0), "sizes.alpha_ratio", positive=True),
             split_seed=check_int(raw.get("split_seed", 0), "sizes.split_seed", 0),
         )
@@ -89,10 +90,10 @@ class ReferenceSizes:
             raise config_error("sizes", "warmup and short_fraction are fractions of the steps: give values below 1")
         if calib[-1] > sizes.n_train:
             raise config_error("sizes.calib", f"{calib[-1]} calibration points cannot be a prefix of n_train = "
-                        f"{sizes.n_train} examples")
+                               f"{sizes.n_train} examples")
         if 32 * sizes.n_draws > calib[-1]:
-            raise config_error("sizes.n_draws", f"{sizes.n_draws} disjoint draws of 32 need {32 * sizes.n_draws} calibration "
-                        f"points, the largest calib size is {calib[-1]}")
+            raise config_error("sizes.n_draws", f"{sizes.n_draws} disjoint draws of 32 need {32 * sizes.n_draws} "
+                               f"calibration points, the largest calib size is {calib[-1]}")
         return sizes
 
 
@@ -122,7 +123,8 @@ class ReferenceSweep:
         if isinstance(raw_configs, Mapping):
             missing = [t for t in tasks if t not in raw_configs]
             if missing:
-                raise config_error("configs", f"has no list for task {missing[0]!r}: give one per task, or one shared list")
+                raise config_error("configs", f"has no list for task {missing[0]!r}: give one per task, or one "
+                                   "shared list")
             per_task = {t: raw_configs[t] for t in tasks}
         else:
             per_task = dict.fromkeys(tasks, raw_configs)
@@ -133,9 +135,10 @@ class ReferenceSweep:
             check_unique([c.name for c in parsed], f"{where}[].name")
             configs[task] = tuple(parsed)
         seeds = [check_int(s, f"seeds[{i}]", 0) for i, s in enumerate(check_list(raw["seeds"], "seeds"))]
-        return cls(model=check_text(raw["model"], "model"), sizes=ReferenceSizes.parse(raw["sizes"]), tasks=tuple(tasks),
-                   configs=configs, seeds=tuple(check_unique(seeds, "seeds")),
-                   threads=check_int(raw.get("threads", 1), "threads", 1), name=check_text(raw.get("name", name), "name"))
+        return cls(model=check_text(raw["model"], "model"), sizes=ReferenceSizes.parse(raw["sizes"]),
+                   tasks=tuple(tasks), configs=configs, seeds=tuple(check_unique(seeds, "seeds")),
+                   threads=check_int(raw.get("threads", 1), "threads", 1),
+                   name=check_text(raw.get("name", name), "name"))
 
     def checked(self) -> ReferenceSweep:
         """The sweep with every configuration matched on the model (layer lists normalized)."""
