@@ -90,10 +90,34 @@ def chapter5_problems(numbers: dict, path: Path) -> list[str]:
             for v in (anchored.get("verdicts") or {None: None}).values()):
         problems.append(f"{path}: 'anchored' needs the slice's λ > 0, its row count and a computed verdict per "
                         f"setting, got {str(anchored)[:200]}")
+    problems += reference_problems(numbers.get("reference") or {}, path)
     counts = numbers.get("counts") or {}
     if counts.get("rows", 0) < 1 or counts.get("used", 0) + counts.get("failed", 0) + counts.get("not_moved", 0) != \
             counts.get("rows"):
         problems.append(f"{path}: 'counts' must split every sweep row into used, failed and not moved, got {counts}")
+    return problems
+
+
+def reference_problems(reference: dict, path: Path) -> list[str]:
+    """Chapter 5's keystone: the primary test's ρ with its configuration-bootstrap interval per task and pooled, ρ(N)
+    with costs for both kernels at every calibration size, and a re-run that matches its committed row."""
+    problems = []
+    primary = reference.get("primary") or {}
+    tasks = (reference.get("counts") or {}).get("tasks") or []
+    for task in [*tasks, "pooled"]:
+        row = primary.get(task) or {}
+        if not all(isinstance(row.get(k), (int, float)) for k in ("rho", "low", "high")) or not row.get("verdict"):
+            problems.append(f"{path}: reference.primary[{task!r}] needs rho, low, high and a verdict, got {row!r}")
+    calib = (reference.get("counts") or {}).get("calib") or []
+    rho_n = reference.get("rho_n") or []
+    have = {(r.get("kernel"), r.get("n")) for r in rho_n if isinstance(r.get("kernel_seconds"), (int, float))}
+    missing = [(k, n) for k in ("ref", "trained") for n in calib if (k, n) not in have]
+    if not calib or missing:
+        problems.append(f"{path}: reference.rho_n lacks ρ(N) with its cost for {missing or 'every N'}")
+    rerun = reference.get("rerun") or []
+    if any(r.get("match") is False for r in rerun):
+        problems.append(f"{path}: the re-run reference run does not reproduce its committed row: "
+                        f"{[(r.get('column'), r.get('committed'), r.get('rerun')) for r in rerun]}")
     return problems
 
 

@@ -125,3 +125,35 @@ def test_a_few_shot_store_refuses_a_reference_sweep(sweep, tmp_path):
                                                        "lr": 1e-3}, "settings": ["ce_adamw"], "lambdas": [0]},
             out, progress=False)
     assert pd.read_csv(out)["kappa_ref_16"].notna().all()  # the rows are still there
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_every_sweep_file_parses(name):
+    config = load_config(ROOT / "sweeps" / name, check_model=False)
+    assert config.name
+
+
+def test_the_keystone_sweep_has_the_size_the_study_needs():
+    config = load_config(ROOT / "sweeps" / "reference.yaml")
+    s = config.sizes
+    assert config.protocol == "reference" and len(config.tasks) >= 3 and len(config.seeds) >= 4
+    assert all(len(c) >= 12 for c in config.configs.values())
+    assert s.n_train >= 2048 and s.epochs >= 2 and s.n_eval >= 1000 and s.calib == (16, 32, 64, 128, 256)
+    orders = {t: [c.name for c in cs] for t, cs in config.configs.items()}
+    assert len({tuple(o[1:]) for o in orders.values()}) == len(orders)  # drawn per task: not one shared list
+    paper = load_config(ROOT / "sweeps" / "paper.yaml", check_model=False)
+    assert paper.protocol == "reference" and paper.sizes.calib[:2] == (16, 32)
+
+
+def test_the_keystone_sweep_file_is_what_its_script_writes(tmp_path, monkeypatch):
+    import runpy
+
+    import yaml
+
+    written = {}
+    monkeypatch.setattr("pathlib.Path.write_text", lambda self, text, encoding=None: written.setdefault("t", text))
+    runpy.run_path(str(ROOT / "scripts" / "make_reference_sweep.py"), run_name="__main__")
+    assert yaml.safe_load(written["t"]) == yaml.safe_load((ROOT / "sweeps" / "reference.yaml").read_text())

@@ -41,7 +41,7 @@ from linft.rankstats import noise_ceiling
 __all__ = ["PRIMARY", "RIVALS", "USEFUL_RHO", "POWER_RHO", "POWER_BAR", "load_reference_study", "config_means",
            "config_bootstrap", "primary_test", "verdict_of", "power_table", "configs_needed", "rival_differences",
            "rho_by_n",
-           "ReferenceStudy", "reference_study"]
+           "ReferenceStudy", "reference_study", "rerun_check", "planned_runs", "RERUN_TOLERANCES"]
 
 #: the primary predictor and outcome: the reference kernel's κ at the reference's N = 32, held-out accuracy
 PRIMARY = {"predictor": "log_kappa_ref_32", "outcome": "eval_acc", "sign": -1}
@@ -270,9 +270,20 @@ def rho_by_n(frame: pd.DataFrame, calib, *, outcome: str = PRIMARY["outcome"], n
     return pd.DataFrame(rows)
 
 
+#: the claims page's words for the bar's outcomes (:func:`verdict_of`)
+CLAIM_WORDS = {"holds": "holds", "fails": "does not hold", "not resolved": "not yet tested",
+               "not tested": "not yet tested"}
+
+
+def _interval(row) -> str:
+    return f"ρ = {row['rho']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]"
+
+
 @dataclass
 class ReferenceStudy:
-    """Every table of the keystone study (see the module docstring) and its headline dict (``headline``)."""
+    """Every table of the keystone study (see the module docstring), its configuration means (``means``: task ×
+    config, log κ of both kernels at every N, eval accuracy mean/min/max over seeds), its sentences and its
+    headline dict (``headline``). ``planned``: the runs the sweep plans (None: unknown)."""
 
     counts: dict
     primary: pd.DataFrame
@@ -280,18 +291,73 @@ class ReferenceStudy:
     rivals: pd.DataFrame
     rho_n: pd.DataFrame
     accuracy: pd.DataFrame
+    means: pd.DataFrame
+    planned: int | None = None
+
+    def design_text(self) -> str:
+        """"<ok> of <planned> planned runs: <tasks> tasks × <configs> configurations × <seeds> seeds …"."""
+        c = self.counts
+        configs = sorted(set(c["configs"].values()))
+        planned = f" of the {self.planned} the sweep plans" if self.planned else ""
+        def plural(n: int, word: str) -> str:
+            return f"{n} {word}" + ("" if n == 1 else "s")
+
+        return (f"{plural(c['ok'], 'finished run')}{planned} ({c['failed']} failed): "
+                f"{plural(len(c['tasks']), 'task')} ({', '.join(c['tasks'])}) × "
+                f"{'/'.join(str(n) for n in configs)} configurations × {plural(len(c['seeds']), 'seed')} "
+                f"({', '.join(str(s) for s in c['seeds'])})")
+
+    def primary_text(self) -> str:
+        """The primary test's result, pooled then per task, with the verdict of each and the pooled power."""
+        table = self.primary.set_index("task")
+        pooled = table.loc["pooled"]
+        power = self.power.set_index("task")
+        per_task = "; ".join(f"{t} {_interval(r)} ({r['verdict']})" for t, r in table.drop(index="pooled").iterrows())
+        pw = power.loc["pooled"]
+        power_note = (f"the design's power to detect a true ρ of {-POWER_RHO:+.1f} pooled is {pw['power']:.2f} at the "
+                      f"seeds' measured reliability {pw['reliability']:.2f}" if math.isfinite(pw["power"])
+                      else "its power cannot be measured yet (one seed per configuration)")
+        return (f"pooled over {int(pooled['n_configs'])} configurations, {_interval(pooled)}: {pooled['verdict']}; "
+                f"per task: {per_task}; {power_note}")
+
+    def cost_text(self, n: int = 32) -> str:
+        """What κ at calibration size ``n`` costs against the run it predicts, and how well it ranks."""
+        row = self.rho_n[(self.rho_n["kernel"] == "ref") & (self.rho_n["n"] == n)]
+        if row.empty:
+            return f"no kernel at N = {n} in this study"
+        row = row.iloc[0]
+        return (f"at N = {n} the reference kernel costs {row['kernel_seconds']:.1f} s, 1/{1 / row['cost_ratio']:.0f} "
+                f"of the {row['train_seconds']:.0f} s fine-tuning run it predicts, and ranks configurations with "
+                f"pooled {_interval(row)}")
+
+    def claim(self, section: str = "ch5-reference") -> dict:
+        """The claims-page entry ``{"verdict", "evidence", "section"}`` of "κ predicts CE + Adam fine-tuning"."""
+        pooled = self.primary.set_index("task").loc["pooled"]
+        word = CLAIM_WORDS[pooled["verdict"]]
+        power = self.power.set_index("task").loc["pooled"]
+        if word == "holds" or power["adequate"]:
+            note = ""
+        else:
+            note = " The design is not yet powered for a verdict of no effect (see the power table)."
+        evidence = (f"Reference protocol ({self.design_text()}): {self.primary_text()}.{note}")
+        if pooled["verdict"] == "not resolved":
+            evidence = "Not resolved. " + evidence
+        return {"verdict": word, "evidence": evidence, "section": section}
 
     @property
     def headline(self) -> dict:
         primary = {row["task"]: {k: row[k] for k in ("rho", "low", "high", "n_configs", "verdict")}
                    for _, row in self.primary.iterrows()}
-        return {"counts": self.counts, "primary": primary,
+        return {"counts": self.counts, "planned": self.planned, "primary": primary,
+                "primary_spec": dict(PRIMARY), "useful_rho": USEFUL_RHO, "power_rho": POWER_RHO,
                 "power": self.power.set_index("task").to_dict(orient="index"),
-                "rho_n": self.rho_n.to_dict(orient="records")}
+                "rivals": self.rivals.to_dict(orient="records"), "rho_n": self.rho_n.to_dict(orient="records"),
+                "accuracy": self.accuracy.to_dict(orient="records")}
 
 
-def reference_study(path: str | Path, *, n_boot: int = 2000, seed: int = 0) -> ReferenceStudy:
-    """All of the keystone study from its CSV (see the module docstring)."""
+def reference_study(path: str | Path, *, n_boot: int = 2000, seed: int = 0, planned: int | None = None
+                    ) -> ReferenceStudy:
+    """All of the keystone study from its CSV (see the module docstring); ``planned``: the sweep's planned runs."""
     frame, counts = load_reference_study(path)
     if frame.empty:
         raise LinftError(f"{path} holds no finished run yet: let the sweep run, then read it again")
@@ -299,7 +365,59 @@ def reference_study(path: str | Path, *, n_boot: int = 2000, seed: int = 0) -> R
                                          eval_acc_min=("eval_acc", "min"), eval_acc_max=("eval_acc", "max"),
                                          majority=("eval_majority", "mean"),
                                          eval_acc_init=("eval_acc_init", "mean")).reset_index()
+    kappa_columns = [c for c in frame.columns if c.startswith("log_kappa_") and "draw" not in c]
+    means = config_means(frame, [*kappa_columns, "eval_acc"])
+    spread = frame.groupby(["task", "config"])["eval_acc"].agg(["min", "max"]).add_prefix("eval_acc_")
+    means = means.merge(spread.reset_index(), on=["task", "config"])
     return ReferenceStudy(counts=counts, primary=primary_test(frame, n_boot=n_boot, seed=seed),
                           power=power_table(frame), rivals=rival_differences(frame, n_boot=n_boot, seed=seed),
                           rho_n=rho_by_n(frame, counts["calib"], n_boot=max(200, n_boot // 2), seed=seed),
-                          accuracy=accuracy)
+                          accuracy=accuracy, means=means, planned=planned)
+
+
+#: how closely a re-run must reproduce a committed row: relative for κ (threads and machine fixed, float
+#: round-off only), absolute for accuracies
+RERUN_TOLERANCES = {"kappa_ref_32": ("rel", 1e-6), "kappa_trained_32": ("rel", 1e-6), "kappa_ref_256": ("rel", 1e-6),
+                    "eval_acc": ("abs", 0.005), "short_eval_acc": ("abs", 0.005), "train_loss": ("abs", 0.005)}
+
+
+def planned_runs(config_path: str | Path) -> list:
+    """The run keys the sweep file ``config_path`` plans (:func:`linft.study.plan_runs`)."""
+    from linft.study import load_config, plan_runs
+
+    return plan_runs(load_config(config_path))
+
+
+def rerun_check(path: str | Path, config_path: str | Path, *, task: str, config: str, seed: int,
+                threads: int = 1) -> pd.DataFrame:
+    """Run the planned run (``task``, ``config``, ``seed``) of ``config_path`` here and compare it with its committed
+    row in ``path`` (when there is one) on :data:`RERUN_TOLERANCES`. Rows: ``column``, ``committed``, ``rerun``,
+    ``tolerance``, ``match`` (NaN committed / match when the CSV has no such row yet)."""
+    from linft.study._reference import run_reference
+
+    keys = [k for k in planned_runs(config_path)
+            if (k.spec.task, k.config, k.spec.seed) == (task, config, seed)]
+    if not keys:
+        raise LinftError(f"{config_path} plans no run {task}/{config}/seed {seed}: pick one of its runs")
+    key = keys[0]
+    row = run_reference(key, threads=threads)
+    frame = pd.read_csv(path) if Path(path).is_file() else pd.DataFrame()
+    committed = None
+    if len(frame):
+        ids = pd.DataFrame([key.as_row()]).astype(str)
+        match = frame.astype(str).merge(ids, on=list(ids.columns), how="inner")
+        committed = match.iloc[0] if len(match) else None
+    out = []
+    for column, (kind, tol) in RERUN_TOLERANCES.items():
+        new = float(row[column])
+        old = float(committed[column]) if committed is not None else math.nan
+        if committed is None:
+            ok = math.nan
+        elif kind == "rel":
+            ok = abs(new - old) <= tol * max(abs(old), 1e-300)
+        else:
+            ok = abs(new - old) <= tol
+        out.append({"column": column, "committed": old, "rerun": new, "tolerance": f"{kind} {tol:g}", "match": ok})
+    table = pd.DataFrame(out)
+    table.attrs.update(run_seconds=float(row["run_seconds"]), label=key.label())
+    return table
