@@ -41,7 +41,7 @@ from linft.rankstats import noise_ceiling
 __all__ = ["PRIMARY", "RIVALS", "USEFUL_RHO", "POWER_RHO", "POWER_BAR", "load_reference_study", "config_means",
            "config_bootstrap", "primary_test", "verdict_of", "power_table", "configs_needed", "rival_differences",
            "rho_by_n",
-           "ReferenceStudy", "reference_study", "rerun_check", "planned_runs", "RERUN_TOLERANCES"]
+           "ReferenceStudy", "reference_study", "rerun_check", "planned_runs", "RERUN_TOLERANCES", "finding"]
 
 #: the primary predictor and outcome: the reference kernel's κ at the reference's N = 32, held-out accuracy
 PRIMARY = {"predictor": "log_kappa_ref_32", "outcome": "eval_acc", "sign": -1}
@@ -421,3 +421,20 @@ def rerun_check(path: str | Path, config_path: str | Path, *, task: str, config:
     table = pd.DataFrame(out)
     table.attrs.update(run_seconds=float(row["run_seconds"]), label=key.label())
     return table
+
+
+def finding(path: str | Path, *, planned: int | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The summary ``linft predict`` ships (:mod:`linft.finding`): the pooled primary test on the study CSV ``path``
+    and its scope (model, tasks, runs, configurations, seeds, fine-tuning size, ``planned`` runs)."""
+    ok, counts = load_reference_study(path)
+    pooled = primary_test(ok, n_boot=n_boot, seed=seed).set_index("task").loc["pooled"]
+    n = int(PRIMARY["predictor"].rsplit("_", 1)[1])
+
+    def number(value) -> float | None:
+        return float(value) if math.isfinite(float(value)) else None
+
+    return {"predictor": PRIMARY["predictor"], "outcome": PRIMARY["outcome"], "n": n, "rho": number(pooled["rho"]),
+            "low": number(pooled["low"]), "high": number(pooled["high"]), "verdict": str(pooled["verdict"]),
+            "scope": {"model": str(ok["model"].iloc[0]), "tasks": counts["tasks"], "runs": counts["ok"],
+                      "configs": int(pooled["n_configs"]), "seeds": counts["seeds"],
+                      "n_train": int(ok["n_train"].iloc[0]), "planned": planned}}
