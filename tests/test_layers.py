@@ -129,6 +129,17 @@ def test_exact_spectrum_numbers_agree_with_eigenvalues(lk):
     assert lk.trace(1) + lk.trace(4) == pytest.approx(s.trace, rel=1e-9)
 
 
+def test_union_spectrum_is_built_from_the_kernel_spectrum_and_the_one_kappa(lk):
+    from linft import predict
+    from linft.layers import UnionSpectrum
+
+    spectrum = predict.KernelSpectrum.of(lk.matrix([1, 4]), n_examples=lk.n_examples)
+    s = lk.exact([4, 1], lam=0.5)
+    assert s.as_dict() == UnionSpectrum.of((1, 4), spectrum, 0.5).as_dict()
+    assert (s.lambda_min, s.lambda_max) == (spectrum.mu_min, spectrum.mu_max)
+    assert (s.kappa, s.kappa_lambda) == (predict.kappa_lambda(spectrum), predict.kappa_lambda(spectrum, lam=0.5))
+
+
 @pytest.mark.parametrize("objective", ["kappa_lambda", "lambda_min"])
 @pytest.mark.parametrize("budget", [1, 2, 3])
 def test_exhaustive_selection_finds_the_brute_force_optimum(lk, objective, budget):

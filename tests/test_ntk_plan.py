@@ -110,3 +110,15 @@ def test_plan_buckets_covers_every_example_once():
         assert lengths[idx].max() <= length and len(idx) * length <= max(256, length)
     padded = sum(len(idx) * length for idx, length in buckets)
     assert padded < 1.2 * lengths.sum()
+
+
+def test_implementations_are_one_registry_chosen_by_name():
+    from linft import ntk
+    from linft.ntk import _implementations
+
+    assert ntk.IMPLEMENTATIONS == ("fast", "reference") == tuple(_implementations.REGISTRY)
+    fast, reference = (_implementations.choose(name) for name in ntk.IMPLEMENTATIONS)
+    assert (fast.name, fast.linear_only) == ("fast", True)
+    assert (reference.name, reference.linear_only) == ("reference", False)
+    with pytest.raises(LinftError, match=r"unknown implementation 'vmap': use one of \('fast', 'reference'\)"):
+        _implementations.choose("vmap")

@@ -422,3 +422,15 @@ def test_asymmetric_regression_equals_ridge_on_symmetric_kernels_and_the_formula
     assert torch.allclose(asymmetric_regression(A, Kx, labels, f0, f0x, lam), by_hand, rtol=1e-8, atol=1e-9)
     with pytest.raises(LinftError, match="K_test_train has shape"):
         asymmetric_regression(A, Kx[:, :-1], labels, f0, f0x, lam)
+
+
+def test_public_names_stay_importable_from_predict_after_the_split():
+    from linft import kernel_spectrum, predict, spectral
+
+    assert predict.KernelSpectrum is kernel_spectrum.KernelSpectrum
+    assert predict.NEGATIVE_TOL == kernel_spectrum.NEGATIVE_TOL
+    for name in predict.__all__:
+        assert hasattr(predict, name), name
+    K = torch.diag(torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64))
+    spectrum = predict.KernelSpectrum.of(K)
+    assert kappa_lambda(spectrum, lam=0.5) == spectral.kappa_from_extremes(4.0, 1.0, 3 * 0.5)

@@ -362,3 +362,19 @@ def test_top_share():
     for bad in (0, 1.5, True):
         with pytest.raises(LinftError, match="fraction"):
             spectral.top_share(K, bad)
+
+
+def test_kappa_from_extremes_is_the_one_formula():
+    assert spectral.kappa_from_extremes(4.0, 2.0) == 2.0
+    assert spectral.kappa_from_extremes(4.0, 2.0, 1.0) == 5.0 / 3.0
+    assert spectral.kappa_from_extremes(4.0, 0.0) == math.inf
+    assert spectral.kappa_from_extremes(4.0, -1.0, 0.5) == math.inf
+    K = random_psd(9, seed=3)
+    values = spectral.eigenvalues(K)
+    lmax, lmin = float(values[-1]), float(values[0])
+    assert spectral.condition_number(K) == spectral.kappa_from_extremes(lmax, lmin)
+    assert spectral.condition_number(K, ridge=0.3) == spectral.kappa_from_extremes(lmax, lmin, 0.3)
+    report = spectral.spectrum_report(K, ridge=0.3)
+    assert (report.kappa, report.kappa_ridge) == (spectral.kappa_from_extremes(report.lambda_max, report.lambda_min),
+                                                  spectral.kappa_from_extremes(report.lambda_max, report.lambda_min,
+                                                                               0.3))

@@ -61,6 +61,8 @@ Kernels and targets (conventions):
 Work is done in float64 on the CPU. Public: :class:`KernelSpectrum`, :class:`KernelRegression`, :class:`TrainCurves`,
 :func:`predicted_train_loss`, :func:`predicted_eval_loss`, :func:`kappa_lambda`, :func:`max_stable_lr`,
 :func:`descent_lr`, :func:`check_lr`, :func:`targets_from_labels`, :func:`asymmetric_regression`.
+:class:`KernelSpectrum` and :data:`NEGATIVE_TOL` live in :mod:`linft.kernel_spectrum` (re-exported here); κ_λ goes
+through the one κ formula, :func:`linft.spectral.kappa_from_extremes`.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ import numpy as np
 import torch
 
 from linft import LinftError
+from linft.kernel_spectrum import NEGATIVE_TOL, KernelSpectrum, clip_eigenvalues, kernel_values, training_matrix
 from linft.regularize import check_lam
-from linft.spectral import ASYMMETRY_TOL, as_matrix, asymmetry
+from linft.spectral import as_matrix, kappa_from_extremes
 
 __all__ = [
     "KernelSpectrum",
@@ -90,8 +93,6 @@ __all__ = [
     "NEGATIVE_TOL",
 ]
 
-#: an eigenvalue below −NEGATIVE_TOL·μmax means the kernel is not PSD (raises); above it, round-off (clipped to 0)
-NEGATIVE_TOL = 1e-6
 #: elements per block of the [steps, n] arrays formed at once (bounds memory for long curves)
 _BLOCK = 1 << 22
 
@@ -99,15 +100,9 @@ _BLOCK = 1 << 22
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _values(x):
-    """A :class:`linft.ntk.Kernel`'s ``values`` tensor; anything else as is."""
-    values = getattr(x, "values", None)
-    return values if isinstance(values, torch.Tensor) else x
-
-
 def _tensor(x, name: str) -> torch.Tensor:
     """``x`` as a CPU tensor of its own dtype (checked real and finite), from a tensor, array or nested list."""
-    x = _values(x)
+    x = kernel_values(x)
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
@@ -178,104 +173,7 @@ def _outputs(x, n_rows: int, n_outputs: int | None, name: str, labels_to: int | 
     return x
 
 
-# ---------------------------------------------------------------------------------------------- spectrum
-
-
-def _check_rtol(rtol) -> float | None:
-    if rtol is None:
-        return None
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
-        raise LinftError(f"rtol must be a number in [0, 1) (or None for n·eps), got {rtol!r}")
-    return float(rtol)
-
-
-def _clip(values: torch.Tensor, rtol: float | None) -> torch.Tensor:
-    """Eigenvalues ≥ 0: round-off (|μ| ≤ rtol·μmax, or slightly negative) set to 0; clearly negative ones raise."""
-    scale = float(values.abs().max()) if values.numel() else 0.0
-    if scale == 0.0:
-        return torch.zeros_like(values)
-    low = float(values.min())
-    if low < -NEGATIVE_TOL * scale:
-        raise LinftError(f"K is not positive semi-definite (eigenvalues from {low:.3g} to {float(values.max()):.3g}): "
-                         "kernel regression needs a PSD kernel (the sgd and signgd eNTKs are): recompute it in float64")
-    tol = (values.numel() * torch.finfo(torch.float64).eps) if rtol is None else rtol
-    return torch.where(values > tol * scale, values, torch.zeros_like(values))
-
-
-def _training_matrix(K, n_examples: int | None) -> tuple[torch.Tensor, int, int]:
-    """(symmetric float64 matrix [n, n], N, C of the kernel) from a Kernel, a 4-D kernel or a matrix."""
-    declared = getattr(K, "kernel", None) == "asym_signgd"
-    raw = _values(K)
-    shape = tuple(raw.shape) if hasattr(raw, "shape") else None
-    matrix = as_matrix(K, "K")
-    n = matrix.shape[0]
-    if shape is not None and len(shape) == 4:
-        N, C = shape[0], shape[2]
-    elif n_examples is None:
-        N, C = n, 1
-    else:
-        N = n_examples
-        if n % N:
-            raise LinftError(f"K is [{n}, {n}] but there are N={N} training examples: a kernel matrix must be "
-                             "[N, N] or [N·C, N·C] (flattened example-major)")
-        C = n // N
-    if n_examples is not None and N != n_examples:
-        raise LinftError(f"K is a kernel of N={N} examples but N={n_examples} were given: pass the targets/outputs "
-                         "of the same training examples")
-    asym = asymmetry(matrix)
-    if declared or asym > ASYMMETRY_TOL:
-        raise LinftError(f"K is not symmetric (relative asymmetry {asym:.2e}): kernel regression needs a symmetric "
-                         "PSD kernel; use the sgd or signgd eNTK, or pass its symmetric part (K + K.T)/2 yourself")
-    return (matrix + matrix.T) / 2, N, C
-
-
-@dataclass(frozen=True, eq=False)
-class KernelSpectrum:
-    """A training kernel's eigen-decomposition, computed once (float64) and reused by every function here.
-
-    Build it with :meth:`KernelSpectrum.of`. Attributes:
-        eigenvalues: μ ascending ``[n]``, n = N·C; round-off (|μ| ≤ rtol·μmax) set to exactly 0, none negative.
-        eigenvectors: orthonormal columns ``[n, n]``, rows example-major (row ``i·C + c``).
-        n_examples: N, the number of training examples.
-        n_outputs: C of the kernel: 1 for a scalar ``[N, N]`` kernel (shared by every output of the task).
-    """
-
-    eigenvalues: torch.Tensor
-    eigenvectors: torch.Tensor
-    n_examples: int
-    n_outputs: int
-
-    @classmethod
-    def of(cls, K, n_examples: int | None = None, rtol: float | None = None) -> KernelSpectrum:
-        """Decompose a training kernel: a :class:`linft.ntk.Kernel`, ``[N, N, C, C]``, or a matrix ``[n, n]``.
-
-        A matrix is a scalar kernel (N = n) unless ``n_examples`` N is given, then ``[N·C, N·C]`` with C = n/N.
-        ``rtol``: eigenvalues at or below ``rtol·μmax`` count as 0 (default n·eps, machine precision of float64).
-        A KernelSpectrum is returned as is (``n_examples`` checked). Raises :class:`LinftError` for a non-square,
-        non-finite, asymmetric or indefinite kernel.
-        """
-        rtol = _check_rtol(rtol)
-        if isinstance(K, KernelSpectrum):
-            if n_examples is not None and n_examples != K.n_examples:
-                raise LinftError(f"the spectrum is of N={K.n_examples} examples but N={n_examples} were given: pass "
-                                 "the targets/outputs of the same training examples")
-            return K
-        matrix, N, C = _training_matrix(K, n_examples)
-        values, vectors = torch.linalg.eigh(matrix)
-        return cls(_clip(values, rtol), vectors, N, C)
-
-    @property
-    def rank(self) -> int:
-        """Number of non-zero eigenvalues (after the rtol cut)."""
-        return int((self.eigenvalues > 0).sum())
-
-    @property
-    def mu_max(self) -> float:
-        return float(self.eigenvalues[-1])
-
-    @property
-    def mu_min(self) -> float:
-        return float(self.eigenvalues[0])
+# ---------------------------------------------------------------------------------------------- κ and step sizes
 
 
 def _extremes(K, N: int | None) -> tuple[float, float, int]:
@@ -293,10 +191,10 @@ def _extremes(K, N: int | None) -> tuple[float, float, int]:
             raise LinftError("no eigenvalues given (empty array): pass a kernel matrix or its eigenvalues")
         if N is None:
             raise LinftError("eigenvalues alone do not say how many training examples there are: pass N")
-        values = _clip(values, None)
+        values = clip_eigenvalues(values, None)
     else:
-        matrix, N, _ = _training_matrix(K, N)
-        values = _clip(torch.linalg.eigvalsh(matrix), None)
+        matrix, N, _ = training_matrix(K, N)
+        values = clip_eigenvalues(torch.linalg.eigvalsh(matrix), None)
     N = _check_N(N)
     return float(values.max()), float(values.min()), N
 
@@ -316,8 +214,7 @@ def kappa_lambda(K, N: int | None = None, lam: float = 0.0) -> float:
     """
     lam = check_lam(lam)
     mu_max, mu_min, N = _extremes(K, N)
-    top, bottom = mu_max + N * lam, mu_min + N * lam
-    return math.inf if bottom <= 0 else top / bottom
+    return kappa_from_extremes(mu_max, mu_min, N * lam)
 
 
 def _curvature(K, N, lam) -> float:
@@ -621,7 +518,7 @@ def asymmetric_regression(K_train, K_test_train, Y, f0_train=None, f0_test=None,
     if targets.shape[1] != C:
         raise LinftError(f"Y has {targets.shape[1]} outputs but the kernel has C={C}: pass targets [N, {C}] or labels")
     f0_train = torch.zeros_like(targets) if f0_train is None else _outputs(f0_train, N, C, "f0_train")
-    Kx = _values(K_test_train)
+    Kx = kernel_values(K_test_train)
     Kx = _tensor(Kx, "K_test_train")
     if Kx.dim() == 4:
         Kx = Kx.permute(0, 2, 1, 3).reshape(Kx.shape[0] * Kx.shape[2], Kx.shape[1] * Kx.shape[3])

@@ -7,7 +7,8 @@ full-output kernel (flattened example-major, class-minor, as :meth:`linft.ntk.Ke
 - :func:`eigh`: symmetric eigen-decomposition (ascending), after symmetrizing away round-off.
 - :func:`eigenvalues`: real eigenvalues, ascending; asymmetric kernels (``asym_signgd``) go through
   ``torch.linalg.eigvals`` and keep the real parts (:func:`spectrum_report` says so).
-- :func:`condition_number`: κ = (λmax + σ)/(λmin + σ), ``inf`` when the kernel is singular or indefinite and σ = 0.
+- :func:`condition_number`: κ = (λmax + σ)/(λmin + σ), ``inf`` when the kernel is singular or indefinite and σ = 0;
+  :func:`kappa_from_extremes`: the one κ formula every κ of the package goes through.
 - :func:`spectrum_report`: a :class:`SpectrumReport` with κ, ridge κ, negative and near-zero eigenvalue counts,
   effective rank (entropy and participation ratio), trace, and a plain-language ``note``.
 - :func:`extreme_eigenvalues`: the k largest/smallest eigenvalues of a large kernel, or of a matrix-vector
@@ -154,13 +155,24 @@ def _check_ridge(ridge: float) -> float:
     return ridge
 
 
+def kappa_from_extremes(lambda_max: float, lambda_min: float, shift: float = 0.0) -> float:
+    """κ = (λmax + s)/(λmin + s), ``inf`` when λmin + s ≤ 0: **the** condition-number formula of linft.
+
+    ``shift`` s: 0 for the plain κ = λmax/λmin, σ for a ridge, Nλ for the anchored κ_λ = (μmax + Nλ)/(μmin + Nλ)
+    (:func:`linft.predict.kappa_lambda`). Plain floats in, no clipping: callers clip negative eigenvalues first
+    where they mean to (:func:`condition_number` does for σ > 0). Every κ in :mod:`linft.spectral`,
+    :mod:`linft.predict` and :mod:`linft.layers` is computed here.
+    """
+    bottom = lambda_min + shift
+    return math.inf if bottom <= 0 else (lambda_max + shift) / bottom
+
+
 def _kappa(lmax: float, lmin: float, ridge: float) -> float:
-    """(λmax+σ)/(λmin+σ); with σ > 0 a negative λmin is clipped at 0 so the result is finite."""
+    """(λmax+σ)/(λmin+σ) of sorted eigenvalues (λmax ≥ λmin); with σ > 0 a negative λmin is clipped at 0 so the
+    result is finite, with σ = 0 it is ``inf`` for λmin ≤ 0."""
     if ridge > 0:
-        return (max(lmax, 0.0) + ridge) / (max(lmin, 0.0) + ridge)
-    if lmin <= 0 or lmax <= 0:
-        return math.inf
-    return lmax / lmin
+        return kappa_from_extremes(max(lmax, 0.0), max(lmin, 0.0), ridge)
+    return kappa_from_extremes(lmax, lmin)
 
 
 def condition_number(K_or_eigenvalues, ridge: float = 0.0) -> float:
@@ -477,6 +489,7 @@ __all__ = [
     "eigenvalues",
     "eigh",
     "extreme_eigenvalues",
+    "kappa_from_extremes",
     "layer_shares",
     "participation_ratio",
     "singular_condition_number",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -11,10 +10,10 @@ import torch
 from torch import nn
 
 from linft import LinftError, check_choice
+from linft.kernel_spectrum import KernelSpectrum
 from linft.layers._weyl import weyl_sum_bounds
-from linft.predict import KernelSpectrum
 from linft.regularize import check_lam
-from linft.spectral import effective_rank
+from linft.spectral import effective_rank, kappa_from_extremes
 
 __all__ = ["HEADS", "LayerKernels", "UnionBounds", "UnionSpectrum"]
 
@@ -25,16 +24,13 @@ _LAYER = re.compile(r"layer(\d+)")
 CONTAINS_RTOL = 1e-9
 
 
-def _kappa(top: float, bottom: float) -> float:
-    return math.inf if bottom <= 0 else top / bottom
-
-
 @dataclass(frozen=True)
 class UnionSpectrum:
     """Exact spectrum of K_S = F + Σ_{l∈S} K_l for layers S.
 
     ``eigenvalues``: ascending ``[P]`` (P = N·C; round-off set to 0 as in :class:`linft.predict.KernelSpectrum`);
-    ``kappa`` = λmax/λmin, ``kappa_lambda`` = (λmax + Nλ)/(λmin + Nλ) at ``lam`` (``inf`` when singular).
+    ``kappa`` = λmax/λmin, ``kappa_lambda`` = (λmax + Nλ)/(λmin + Nλ) at ``lam`` (``inf`` when singular), both by
+    :func:`linft.spectral.kappa_from_extremes`. Build it from the union's spectrum with :meth:`of`.
     """
 
     layers: tuple[int, ...]
@@ -46,6 +42,16 @@ class UnionSpectrum:
     lam: float
     effective_rank: float
     trace: float
+
+    @classmethod
+    def of(cls, layers, spectrum: KernelSpectrum, lam: float) -> UnionSpectrum:
+        """The record of layers ``layers`` from K_S's :class:`~linft.predict.KernelSpectrum` (N = its examples):
+        extremes μmin, μmax, κ and κ_λ = (μmax + Nλ)/(μmin + Nλ) at ``lam``, effective rank and trace Σμ."""
+        values = spectrum.eigenvalues
+        lmin, lmax = spectrum.mu_min, spectrum.mu_max
+        return cls(tuple(layers), values, lmin, lmax, kappa_from_extremes(lmax, lmin),
+                   kappa_from_extremes(lmax, lmin, spectrum.n_examples * lam), lam, effective_rank(values),
+                   float(values.sum()))
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -228,12 +234,7 @@ class LayerKernels:
         """The exact spectrum of K_S (one eigen-decomposition of the P×P sum)."""
         lam = check_lam(lam)
         chosen, _ = self._names(layers)
-        spectrum = KernelSpectrum.of(self.matrix(chosen), n_examples=self.n_examples)
-        values = spectrum.eigenvalues
-        lmin, lmax = float(values[0]), float(values[-1])
-        ridge = self.n_examples * lam
-        return UnionSpectrum(chosen, values, lmin, lmax, _kappa(lmax, lmin), _kappa(lmax + ridge, lmin + ridge), lam,
-                             effective_rank(values), float(values.sum()))
+        return UnionSpectrum.of(chosen, KernelSpectrum.of(self.matrix(chosen), n_examples=self.n_examples), lam)
 
     def bounds(self, layers, lam: float = 0.0) -> UnionBounds:
         """Weyl bounds on K_S's eigenvalues, κ and κ_λ, from the per-layer spectra (and F's) alone."""
@@ -245,8 +246,8 @@ class LayerKernels:
         lower, upper = weyl_sum_bounds(spectra, psd=True)
         ridge = self.n_examples * lam
         lmin, lmax = (float(lower[0]), float(upper[0])), (float(lower[-1]), float(upper[-1]))
-        kappa = (_kappa(lmax[0], lmin[1]), _kappa(lmax[1], lmin[0]))
-        kappa_lam = (_kappa(lmax[0] + ridge, lmin[1] + ridge), _kappa(lmax[1] + ridge, lmin[0] + ridge))
+        kappa = (kappa_from_extremes(lmax[0], lmin[1]), kappa_from_extremes(lmax[1], lmin[0]))
+        kappa_lam = (kappa_from_extremes(lmax[0], lmin[1], ridge), kappa_from_extremes(lmax[1], lmin[0], ridge))
         return UnionBounds(chosen, lower, upper, lmin, lmax, kappa, kappa_lam, lam)
 
     def __repr__(self) -> str:

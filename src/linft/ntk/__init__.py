@@ -13,6 +13,8 @@ Public: :func:`empirical_ntk`, :func:`empirical_ntks` (several variants from one
 :func:`plan_memory` / :class:`MemoryPlan`, and the choices :data:`IMPLEMENTATIONS`, :data:`KERNELS`,
 :data:`OUTPUTS`. Private pieces, one job each:
 
+- ``_implementations``: the registry of implementations, one record each (gradients, logits, memory estimate,
+  Linear-only), chosen once by name;
 - ``_params``: which parameters (``params=``) → a selection grouped "layer0", …, "other", "head";
 - ``_fast``: implementation "fast", hooks + one batched backward pass per output, Linear layers only;
 - ``_reference``: implementation "reference" (``torch.func.jacrev`` per example) and the
@@ -32,10 +34,10 @@ import torch
 from torch import nn
 
 from linft import LinftError, check_choice
-from linft.batches import check_batch, lengths_of
-from linft.models import group_of
+from linft.batches import check_batch
 from linft.ntk import _cache
 from linft.ntk._gram import KERNELS, OUTPUTS, assemble, kernel_shape
+from linft.ntk._implementations import REGISTRY, Implementation, choose
 from linft.ntk._params import FullWeights, Selection, check_linear_only, select
 from linft.ntk._plan import MemoryPlan, plan_memory
 from linft.ntk._reference import explicit_jacobian
@@ -53,7 +55,7 @@ __all__ = [
     "OUTPUTS",
 ]
 
-IMPLEMENTATIONS = ("fast", "reference")
+IMPLEMENTATIONS = tuple(REGISTRY)
 _GROUP = re.compile(r"layer\d+|other|head")
 
 
@@ -192,11 +194,11 @@ def empirical_ntks(
     kernels = tuple(dict.fromkeys(kernels))
     for kernel in kernels:
         check_choice("kernel", kernel, KERNELS)
-    bx, by, c, n_out = _check_inputs(model, batch, batch2, output, kernels[0], implementation)
+    bx, by, c, n_out, impl = _check_inputs(model, batch, batch2, output, kernels[0], implementation)
     sel = select(model, params)
-    if implementation == "fast":
+    if impl.linear_only:
         check_linear_only(model, sel)
-    plan = _memory_plan(sel, bx, by, n_out, output, per_layer, implementation, memory_budget_gb)
+    plan = _memory_plan(sel, bx, by, n_out, output, per_layer, impl, memory_budget_gb)
 
     results: dict[str, Kernel] = {}
     paths: dict[str, object] = {}
@@ -219,11 +221,12 @@ def empirical_ntks(
     m = by["input_ids"].shape[0] if by is not None else n
     meta: dict = {"N": n, "M": m, "C": c, "outputs_differentiated": n_out, "max_tokens": int(bx["input_ids"].shape[1]),
                   "parameter_names": list(sel.names), "groups": list(sel.groups), **plan.meta()}
-    gx, gy, unit_groups = _gradients(model, bx, by, sel, output, n_out, implementation, progress, meta)
+    gx, gy, unit_groups, gradient_meta = impl.gradients(model, bx, by, sel, output, n_out, progress)
+    meta.update(gradient_meta)
     if not per_layer:
         unit_groups = ["all"] * len(unit_groups)
-    outputs = _outputs(model, gx, bx, implementation)
-    outputs2 = _outputs(model, gy, by, implementation) if by is not None else None
+    outputs = impl.outputs(model, gx, bx)
+    outputs2 = impl.outputs(model, gy, by) if by is not None else None
     assembled = {kernel: assemble(unit_groups, gx, gy, n, m, n_out, output, kernel, plan.block_examples, plan.whole)
                  for kernel in missing}
     seconds = time.perf_counter() - start
@@ -236,7 +239,7 @@ def empirical_ntks(
             params=sel.description,
             n_params=sel.n_params,
             seconds=seconds,
-            implementation=implementation,
+            implementation=impl.name,
             meta={**meta, "cache_key": keys.get(kernel)},
             outputs=outputs,
             outputs2=outputs2,
@@ -249,10 +252,11 @@ def empirical_ntks(
 
 
 def _check_inputs(model: nn.Module, batch, batch2, output: str, kernel: str, implementation: str):
-    """Validated batches (plain dicts; ``by`` None without ``batch2``), the outputs C and those differentiated, C'."""
+    """Validated batches (plain dicts; ``by`` None without ``batch2``), the outputs C, those differentiated, C', and
+    the chosen :class:`~linft.ntk._implementations.Implementation` (the one place it is picked by name)."""
     check_choice("kernel", kernel, KERNELS)
     check_choice("output", output, OUTPUTS)
-    check_choice("implementation", implementation, IMPLEMENTATIONS)
+    impl = choose(implementation)
     bx = check_batch(batch, "batch", right_padded=True)
     by = check_batch(batch2, "batch2", right_padded=True) if batch2 is not None else None
     c = _num_outputs(model)
@@ -260,7 +264,7 @@ def _check_inputs(model: nn.Module, batch, batch2, output: str, kernel: str, imp
         raise LinftError(
             f"output='logit_diff' needs a binary classifier, this one has C={c}: use output='full' or 'trace'"
         )
-    return bx, by, c, 1 if output == "logit_diff" else c
+    return bx, by, c, 1 if output == "logit_diff" else c, impl
 
 
 def _total(parts: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
@@ -276,15 +280,6 @@ def _total(parts: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tens
     return values
 
 
-def _outputs(model: nn.Module, grads, batch: dict, implementation: str) -> torch.Tensor:
-    """Logits [N, C] of ``batch``: those the fast path's forward passes produced, else one no-grad pass."""
-    if implementation == "fast":
-        return grads.logits
-    from linft.functional import batch_logits
-
-    return batch_logits(model, batch)
-
-
 def _num_outputs(model: nn.Module) -> int:
     c = getattr(getattr(model, "config", None), "num_labels", None)
     if not isinstance(c, int) or c < 1:
@@ -293,42 +288,13 @@ def _num_outputs(model: nn.Module) -> int:
 
 
 def _memory_plan(
-    sel: Selection, bx: dict, by: dict | None, n_out: int, output: str, per_layer: bool, implementation: str,
+    sel: Selection, bx: dict, by: dict | None, n_out: int, output: str, per_layer: bool, impl: Implementation,
     budget_gb: float,
 ) -> MemoryPlan:
     """The memory plan for this selection, these batches and this implementation's gradient store."""
     n = bx["input_ids"].shape[0]
     m = by["input_ids"].shape[0] if by is not None else n
     n_held = n + (m if by is not None else 0)
-    if implementation == "fast":
-        from linft.ntk._fast import store_bytes_estimate
-
-        tokens = int(lengths_of(bx).sum()) + (int(lengths_of(by).sum()) if by is not None else 0)
-        held = store_bytes_estimate(sel, tokens, n_held, n_out, sel.itemsize)
-        unit_bytes = n_held * n_out * sel.max_unit_numel * sel.itemsize  # one unit's gradients, every example
-    else:
-        from linft.ntk._reference import reference_bytes_estimate
-
-        held = reference_bytes_estimate(sel, n_held, n_out)
-        unit_bytes = 0  # the reference already holds every Jacobian
+    held, unit_bytes = impl.held_bytes(sel, bx, by, n_held, n_out)
     return plan_memory(n=n, m=m, n_out=n_out, output=output, n_groups=len(sel.groups), per_layer=per_layer,
                        max_unit_numel=sel.max_unit_numel, held_bytes=held, unit_bytes=unit_bytes, budget_gb=budget_gb)
-
-
-def _gradients(model, bx, by, sel: Selection, output, n_out, implementation, progress, meta):
-    """Gradient sources of both batches (the same object when ``by`` is None) and each unit's group."""
-    if implementation == "fast":
-        from linft.ntk._fast import fast_gradients
-
-        gx = fast_gradients(model, bx, sel, output, n_out, progress)
-        gy = fast_gradients(model, by, sel, output, n_out, progress) if by is not None else gx
-        two = by is not None
-        meta.update(passes=gx.passes + (gy.passes if two else 0),
-                    tokens_processed=gx.tokens + (gy.tokens if two else 0),
-                    gradient_store_bytes=gx.unit_bytes() + (gy.unit_bytes() if two else 0))
-        return gx, gy, [u.group for u in sel.units]
-    from linft.ntk._reference import reference_gradients
-
-    gx = reference_gradients(model, bx, sel, output)
-    gy = reference_gradients(model, by, sel, output) if by is not None else gx
-    return gx, gy, [group_of(name) for name in sel.names]
