@@ -358,7 +358,9 @@ def _parse(raw, name: str):
         return ReferenceSweep.parse(raw, name=name)
     if protocol != "fewshot":
         raise config_error("protocol", f"is unknown ({protocol!r}): use 'fewshot' (the default) or 'reference'")
-    return SweepConfig.parse({k: v for k, v in raw.items() if k != "protocol"}, name=name)
+    if isinstance(raw, Mapping):
+        raw = {k: v for k, v in raw.items() if k != "protocol"}
+    return SweepConfig.parse(raw, name=name)
 
 
 def _skeleton(model: str, num_labels: int):
