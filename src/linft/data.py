@@ -325,9 +325,10 @@ for _k in ("vader-tweets", "vader-movies", "vader-amazon", "vader-nyt"):
     _POOLS[_k] = lambda paths, _k=_k: _pool_vader(paths[_k])
 
 
-def _clean(df: pd.DataFrame) -> pd.DataFrame:
-    """Normalize every text (:func:`normalize_text`); drop empty texts, texts with two different labels, and
-    duplicates (first kept)."""
+def clean(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``text`` and ``label`` of ``df`` cleaned as every task's are: each text normalized
+    (:func:`normalize_text`), then empty texts, texts carrying two different labels, and duplicate texts (first
+    kept) dropped; the index is reset. Used for the registry's tasks and the user's data alike."""
     df = df.assign(text=df["text"].map(normalize_text))
     df = df[df["text"] != ""]
     df = df[df.groupby("text")["label"].transform("nunique") == 1]
@@ -337,8 +338,9 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- splitting
 
 
-def _stratified(labels: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:
-    """Row indices per part, each class split by ``fractions`` (rounded half up, remainder to the last part)."""
+def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices per part (one array per entry of ``fractions``, e.g. :data:`FRACTIONS`), each class split by
+    ``fractions`` (rounded half up, remainder to the last part); every part shuffled by ``rng``."""
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
@@ -363,14 +365,15 @@ def _split(df: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     if "official" in df:
         train_pool = df[df["official"] == "train"].reset_index(drop=True)
-        tr, va = _stratified(train_pool["label"].to_numpy(), (1 - VALIDATION_FROM_TRAIN, VALIDATION_FROM_TRAIN), rng)
+        holdout = (1 - VALIDATION_FROM_TRAIN, VALIDATION_FROM_TRAIN)
+        tr, va = stratified_split(train_pool["label"].to_numpy(), holdout, rng)
         test = df[df["official"] == "test"].reset_index(drop=True)
         parts = {"train": train_pool.iloc[tr], "validation": train_pool.iloc[va], "test": test}
         return {k: v.drop(columns="official") for k, v in parts.items()}
     if "movie" in df:
         idx = _grouped(df["movie"].to_numpy(), FRACTIONS, rng)
     else:
-        idx = _stratified(df["label"].to_numpy(), FRACTIONS, rng)
+        idx = stratified_split(df["label"].to_numpy(), FRACTIONS, rng)
     return {name: df.iloc[i] for name, i in zip(SPLITS, idx)}
 
 
@@ -387,7 +390,7 @@ def build_task(key: str, seed: int = 0, paths: dict[str, Path] | None = None) ->
     """Build a task from its (verified) source files, without the disk cache. ``paths``: source id -> path."""
     spec = get_task(key)
     paths = paths or {s: sources.locate(s) for s in spec.sources}
-    df = _clean(_POOLS[key](paths))
+    df = clean(_POOLS[key](paths))
     feats = _features(spec, df)
     out = {}
     for name, part in _split(df, seed).items():
@@ -398,7 +401,8 @@ def build_task(key: str, seed: int = 0, paths: dict[str, Path] | None = None) ->
     return datasets.DatasetDict(out)
 
 
-def _check_seed(seed: int) -> int:
+def check_seed(seed: int) -> int:
+    """``seed`` as an int; raise :class:`linft.LinftError` unless it is a non-negative integer (bools are not)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LinftError(f"seed must be a non-negative integer, got {seed!r}: pass e.g. seed=0")
     return int(seed)
@@ -420,7 +424,7 @@ def load_task(key: str, seed: int = 0, cache: bool = True) -> datasets.DatasetDi
     memory-map it. Same seed -> identical splits in any process.
     """
     spec = get_task(key)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     try:
         paths = {s: sources.locate(s) for s in spec.sources}
     except LinftError as exc:
@@ -490,7 +494,7 @@ def _class_names(ds: datasets.Dataset, col: str) -> list[str]:
 
 def sample_per_class(ds: datasets.Dataset, k: int, seed: int = 0) -> datasets.Dataset:
     """k-shot subset: exactly ``k`` examples of every class, drawn with ``seed``, in shuffled order (k * C rows)."""
-    k, rng = check_positive_int(k, "k"), np.random.default_rng(_check_seed(seed))
+    k, rng = check_positive_int(k, "k"), np.random.default_rng(check_seed(seed))
     col = _label_column(ds)
     labels, names = np.asarray(column(ds, col), dtype=float), _class_names(ds, col)
     chosen = []
@@ -506,7 +510,7 @@ def sample_per_class(ds: datasets.Dataset, k: int, seed: int = 0) -> datasets.Da
 
 def subsample(ds: datasets.Dataset, n: int, seed: int = 0, stratified: bool = True) -> datasets.Dataset:
     """``n`` rows drawn without replacement with ``seed``; ``stratified`` keeps class shares (largest remainder)."""
-    n, rng = check_positive_int(n, "n"), np.random.default_rng(_check_seed(seed))
+    n, rng = check_positive_int(n, "n"), np.random.default_rng(check_seed(seed))
     if n > len(ds):
         raise LinftError(f"asked for n={n} examples but the dataset has only {len(ds)}: use n <= {len(ds)}")
     if not stratified:

