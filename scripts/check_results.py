@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import re
 import sys
@@ -12,15 +12,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_chapters import ROOT, chapters_in_toc
 
+from linft.results import load_results
+
 
 def claims_problems(results: Path, scale: str) -> list[str]:
     """The claims page: one valid verdict per claim, current with the chapters' results, evidence links that land."""
     from linft.claims import CLAIMS, VERDICTS, claims_table
+    from linft.results import json_safe
 
     path = results / f"claims-{scale}.json"
     if not path.exists():
         return []  # reported above
-    numbers = json.loads(path.read_text()).get("numbers") or {}
+    numbers = load_results(path).get("numbers") or {}
     rows = numbers.get("rows") or []
     problems = []
     if [r.get("#") for r in rows] != [c.id for c in CLAIMS]:
@@ -31,8 +34,8 @@ def claims_problems(results: Path, scale: str) -> list[str]:
     if numbers.get("counts") != {v: sum(r.get("verdict") == v for r in rows) for v in VERDICTS}:
         problems.append(f"{path}: verdict counts {numbers.get('counts')} do not match its rows")
     current = claims_table(scale, results).reset_index().to_dict("records")
-    if rows and current != rows:
-        changed = [r["#"] for r, c in zip(rows, current) if r != c]
+    if rows and json_safe(current) != json_safe(rows):  # as written: NaN == NaN there (both null)
+        changed = [r["#"] for r, c in zip(rows, current) if json_safe(r) != json_safe(c)]
         problems.append(f"{path} is stale for claims {changed}: a chapter re-ran after it; run "
                         f"`python scripts/run_chapters.py --scale {scale} --only claims` and rebuild the book")
     page = ROOT / "_build" / "html" / "book" / "chapters" / "claims.html"
@@ -98,6 +101,11 @@ def chapter5_problems(numbers: dict, path: Path) -> list[str]:
     return problems
 
 
+def _finite(value) -> bool:
+    """A finite number (results files read through linft.results hold NaN where a number is missing)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def reference_problems(reference: dict, path: Path) -> list[str]:
     """Chapter 5's keystone: the primary test's ρ with its configuration-bootstrap interval per task and pooled, ρ(N)
     with costs for both kernels at every calibration size, and a re-run that matches its committed row."""
@@ -106,11 +114,11 @@ def reference_problems(reference: dict, path: Path) -> list[str]:
     tasks = (reference.get("counts") or {}).get("tasks") or []
     for task in [*tasks, "pooled"]:
         row = primary.get(task) or {}
-        if not all(isinstance(row.get(k), (int, float)) for k in ("rho", "low", "high")) or not row.get("verdict"):
+        if not all(_finite(row.get(k)) for k in ("rho", "low", "high")) or not row.get("verdict"):
             problems.append(f"{path}: reference.primary[{task!r}] needs rho, low, high and a verdict, got {row!r}")
     calib = (reference.get("counts") or {}).get("calib") or []
     rho_n = reference.get("rho_n") or []
-    have = {(r.get("kernel"), r.get("n")) for r in rho_n if isinstance(r.get("kernel_seconds"), (int, float))}
+    have = {(r.get("kernel"), r.get("n")) for r in rho_n if _finite(r.get("kernel_seconds"))}
     missing = [(k, n) for k in ("ref", "trained") for n in calib if (k, n) not in have]
     if not calib or missing:
         problems.append(f"{path}: reference.rho_n lacks ρ(N) with its cost for {missing or 'every N'}")
@@ -133,7 +141,7 @@ def main(argv=None) -> int:
         if not path.exists():
             problems.append(f"{path} missing (chapter {name} must call linft.results.write_results)")
             continue
-        numbers = json.loads(path.read_text()).get("numbers")
+        numbers = load_results(path).get("numbers")
         if not numbers:
             problems.append(f"{path} has no numbers")
         elif chapter == "ch4":

@@ -51,8 +51,20 @@ def legend_texts(ax) -> list[str]:
 # ------------------------------------------------------------------------------------------------ style
 
 
-def test_backend_is_agg():
-    assert matplotlib.get_backend().lower() == "agg"
+def test_plots_leave_the_backend_to_the_caller():
+    """Importing linft.plots and setting its style never picks a matplotlib backend (a chapter forced onto Agg loses
+    its figures, DESIGN.md): the backend the caller chose survives, in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import linft.plots, linft.plots.data, linft.plots.layers, "
+            "linft.plots.linearization, linft.plots.ntk, linft.plots.reference, linft.plots.validation; "
+            "linft.plots.set_style(); print(matplotlib.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().lower() == "svg"
 
 
 def test_set_style():

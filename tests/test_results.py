@@ -18,8 +18,28 @@ def test_results_round_trip(tmp_path):
     assert path.name == "ch9-smoke.json"
     payload = json.loads(path.read_text())
     assert payload["meta"]["torch"] == torch.__version__
+    assert payload["numbers"]["bad"] is None  # non-finite numbers are JSON null, as in the CLI's --json
     back = read_results("ch9", "smoke", directory=tmp_path)
-    assert back == {"kappa": {"mr": 12.5, "subj": 3.0}, "bad": "inf", "ev": [0, 1, 2]}
+    assert math.isnan(back.pop("bad"))  # null reads back as NaN
+    assert back == {"kappa": {"mr": 12.5, "subj": 3.0}, "ev": [0, 1, 2]}
+
+
+def test_non_finite_numbers_one_way(tmp_path):
+    from linft.cli import _json
+    from linft.results import dumps, json_safe, load_results
+
+    values = {"inf": math.inf, "ninf": -math.inf, "nan": float("nan"), "np": np.float32("inf"), "t": torch.tensor(1.5),
+              "list": [1.0, math.nan], "ok": 2}
+    safe = {"inf": None, "ninf": None, "nan": None, "np": None, "t": 1.5, "list": [1.0, None], "ok": 2}
+    assert json_safe(values) == safe
+    assert json.loads(dumps(values)) == safe
+    assert json.loads(_json(values)) == safe  # the CLI writes through the same function
+    assert "Infinity" not in dumps(values) and "NaN" not in dumps(values)
+    legacy = tmp_path / "old.json"  # files written before null: "inf"/"-inf"/"nan" strings read as those floats
+    legacy.write_text(json.dumps({"numbers": {"a": "inf", "b": "-inf", "c": "nan", "d": None, "e": "text"}}))
+    back = load_results(legacy)["numbers"]
+    assert back["a"] == math.inf and back["b"] == -math.inf and math.isnan(back["c"]) and math.isnan(back["d"])
+    assert back["e"] == "text"
 
 
 def test_results_errors(tmp_path):

@@ -26,8 +26,11 @@ def test_bootstrap_matches_the_normal_interval_of_a_proportion():
 
 def test_custom_statistic_and_seed():
     values = np.arange(20.0)
-    assert bootstrap_ci(values, np.median, seed=1) == bootstrap_ci(values, np.median, seed=1)
-    assert bootstrap_ci(values, np.median)[0] == 9.5
+    first = bootstrap_ci(values, np.median, seed=1)
+    assert bootstrap_ci(values.copy(), np.median, seed=1) == first  # re-run on a copy: the seed fixes the resamples
+    assert bootstrap_ci(values, np.median, seed=2)[1:] != first[1:]  # another seed, other resamples
+    assert first[0] == 9.5 and bootstrap_ci(values, np.median)[0] == 9.5  # the estimate is the statistic itself
+    assert first[1] < 9.5 < first[2]
 
 
 def test_paired_interval_excludes_zero_for_a_real_difference():

@@ -461,11 +461,15 @@ def test_gd_step_size_is_the_gauss_newton_top_eigenvalue_and_descends(setup):
     step = gd_step_size(model, four, lam=1.0)
     J, _ = explicit_jacobian(model, four, params="trainable", output="full")  # [N, C, P], float64
     J = J.reshape(-1, J.shape[-1])
-    top = torch.linalg.svdvals(J)[0].item() ** 2 / 4  # the top eigenvalue of JᵀJ/N, σmax(J)²/N (P×P is too big)
+    sv = torch.linalg.svdvals(J)  # K = JJᵀ [N·C, N·C] has eigenvalues σ(J)² (N·C = 8 < P)
+    top = sv[0].item() ** 2 / 4  # the top eigenvalue of JᵀJ/N, σmax(J)²/N (P×P is too big)
     assert step["beta"] == pytest.approx(top, rel=1e-5) and step["N"] == 4 and step["c"] == 1.0
-    assert step["mu_max"] == pytest.approx(4 * step["beta"], rel=1e-12)
-    assert step["lr"] == pytest.approx(1 / (step["beta"] + 1.0), rel=1e-12)
-    assert gd_step_size(model, four, lam=0.0, c=0.5)["lr"] == pytest.approx(0.5 / step["beta"], rel=1e-9)
+    # expected values from the Jacobian, not from gd_step_size's own outputs
+    assert step["mu_max"] == pytest.approx(sv[0].item() ** 2, rel=1e-5)
+    assert step["lr"] == pytest.approx(1 / (top + 1.0), rel=1e-5)
+    mu_min = sv[-1].item() ** 2
+    assert step["kappa_lambda"] == pytest.approx((sv[0].item() ** 2 + 4 * 1.0) / (mu_min + 4 * 1.0), rel=1e-4)
+    assert gd_step_size(model, four, lam=0.0, c=0.5)["lr"] == pytest.approx(0.5 / top, rel=1e-5)
     diff = explicit_jacobian(model, four, params="trainable", output="logit_diff")[0].reshape(4, -1)
     beta_diff = gd_step_size(model, four, 0.0, mse_target="logit_diff")["beta"]
     assert beta_diff == pytest.approx(torch.linalg.svdvals(diff)[0].item() ** 2 / 4, rel=1e-5)
@@ -565,3 +569,20 @@ def test_score_n_with_full_batch_gd_is_refused(tiny_lora, one_thread):
     with pytest.raises(LinftError, match="score_n"):
         fine_tune(model, batch, lr=1e-3, steps=1, optimizer="gd", loss="mse", score_n=1, track_gap=False,
                   progress=False)
+
+
+def test_fine_tune_takes_a_config_or_keyword_settings(setup):
+    model, batch = setup
+    config = TrainConfig(lr=1e-2, steps=2, lam=0.5, seed=3, progress=False, gap_n=2)
+    a = fine_tune(copy.deepcopy(model), batch, batch, config=config)
+    b = fine_tune(copy.deepcopy(model), batch, batch, lr=1e-2, steps=2, lam=0.5, seed=3, progress=False, gap_n=2)
+    assert a.log.equals(b.log)
+    assert a.config == b.config and a.config.n_train == batch["labels"].shape[0] and config.n_train is None
+    with pytest.raises(LinftError, match="not both"):
+        fine_tune(copy.deepcopy(model), batch, config=config, lr=1e-3)
+    with pytest.raises(LinftError, match="config must be a TrainConfig"):
+        fine_tune(copy.deepcopy(model), batch, config={"lr": 1e-2, "steps": 1})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lrate'"):
+        fine_tune(copy.deepcopy(model), batch, lrate=1e-2, steps=1)
+    with pytest.raises(TypeError, match="'steps'"):
+        fine_tune(copy.deepcopy(model), batch, lr=1e-2)

@@ -46,14 +46,11 @@ the Jacobian with Jacobian-vector products (``torch.func.jvp``, exact up to floa
 - ``L_taylor`` = 2 ‖f(θ0 + u) − f(θ0) − J(θ0) u‖ / ‖u‖², the logits-level second difference (the average curvature
   along the segment; by step 2 it never exceeds the sup of ``L_jac`` along it).
 
-A maximum over finitely many sampled directions is a *lower* estimate of the supremum in step 2, so a bound built
-from it is an estimate, not a certificate. Random isotropic directions can also miss the directions training takes;
-pass ``directions=[...]`` to probe along chosen directions (the book uses other runs' θ_T − θ0, never the checked
-run's own: a bound checked with L measured along the very path it bounds is close to self-fulfilling), and
-:func:`worst_direction` to search for a bad direction by power iteration. :func:`lipschitz_at` turns the samples
-into L over a ball (running maximum over the sampled radii up to the first one at or above the ball's radius).
-:func:`bound_table` lines up a training log with both bounds and flags every step where the measured gap exceeds
-them; :func:`objective_increases` lists the steps where the anchored objective rose (step 1's one assumption).
+A maximum over finitely many sampled directions is a *lower* estimate of the supremum in step 2: a bound built from
+it is an estimate, not a certificate, and random directions can miss those training takes. ``directions=[...]``
+probes chosen ones (the book uses other runs' θ_T − θ0, never the checked run's own, which would be close to
+self-fulfilling); :func:`worst_direction` searches for a bad one; :func:`lipschitz_at` gives L over a ball.
+:func:`bound_table` lines a training log up with both bounds and flags where the gap exceeds them.
 """
 
 from __future__ import annotations
@@ -73,21 +70,11 @@ from linft.batches import check_batch
 from linft.functional import call
 
 __all__ = [
-    "drift_bound",
-    "descent_violations",
-    "gap_bound",
-    "anchored_gap_bound",
-    "functional",
-    "random_directions",
-    "taylor_remainder",
-    "jacobian_lipschitz",
-    "lipschitz_curve",
-    "lipschitz_at",
-    "covering_radius",
-    "worst_direction",
-    "objective_increases",
-    "bound_table",
-    "PROBES",
+    "drift_bound", "descent_violations", "objective_increases",  # step 1
+    "gap_bound", "anchored_gap_bound",  # steps 2, 3
+    "functional", "random_directions", "taylor_remainder", "jacobian_lipschitz", "worst_direction",  # estimating L
+    "lipschitz_curve", "lipschitz_at", "covering_radius", "PROBES",
+    "bound_table",  # a training log
 ]
 
 Params = Mapping[str, torch.Tensor]
@@ -122,9 +109,8 @@ def _params(theta, name: str = "theta0") -> OrderedDict[str, torch.Tensor]:
     if isinstance(theta, torch.Tensor):
         return OrderedDict([("theta", theta)])
     if not isinstance(theta, Mapping) or not theta:
-        raise LinftError(
-            f"{name} must be a non-empty name → tensor mapping (or one tensor), got {type(theta).__name__}"
-        )
+        kind = type(theta).__name__
+        raise LinftError(f"{name} must be a non-empty name → tensor mapping (or one tensor), got {kind}")
     for key, value in theta.items():
         if not isinstance(value, torch.Tensor):
             raise LinftError(f"{name}[{key!r}] must be a tensor, got {type(value).__name__}")
@@ -159,12 +145,8 @@ def drift_bound(R0, lam, R_t=None) -> float:
     """
     R0 = _number(R0, "R0")
     lam = _number(lam, "lam (λ)")
-    budget = R0
-    if R_t is not None:
-        budget = max(R0 - _number(R_t, "R_t"), 0.0)
-    if lam == 0:
-        return math.inf
-    return math.sqrt(2.0 * budget / lam)
+    budget = R0 if R_t is None else max(R0 - _number(R_t, "R_t"), 0.0)
+    return math.inf if lam == 0 else math.sqrt(2.0 * budget / lam)
 
 
 def descent_violations(objective, rtol: float = 1e-6) -> int:
@@ -173,6 +155,11 @@ def descent_violations(objective, rtol: float = 1e-6) -> int:
 
     Zero means the drift bound's one assumption held on this run (at the logged steps).
     """
+    return int(_rises(objective, rtol)[3].size)
+
+
+def _rises(objective, rtol) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(F as float64, its increases F_{t+1} − F_t, the scales max(|F_t|, 1e-12), the t where it rose beyond rtol)."""
     values = np.asarray(objective, dtype=np.float64).reshape(-1)
     if values.size == 0:
         raise LinftError("objective is empty: pass the logged values of R + (λ/2)‖θ − θ0‖²")
@@ -180,7 +167,8 @@ def descent_violations(objective, rtol: float = 1e-6) -> int:
         raise LinftError("objective has non-finite values: the run diverged, so no bound applies")
     rtol = _number(rtol, "rtol")
     increase = np.diff(values)
-    return int((increase > rtol * np.maximum(np.abs(values[:-1]), 1e-12)).sum())
+    scale = np.maximum(np.abs(values[:-1]), 1e-12)
+    return values, increase, scale, np.flatnonzero(increase > rtol * scale)
 
 
 # ---------------------------------------------------------------------------------------------- steps 2, 3
@@ -209,9 +197,7 @@ def anchored_gap_bound(L, R0, lam) -> float:
     L = _number(L, "L", allow_inf=True)
     R0 = _number(R0, "R0")
     lam = _number(lam, "lam (λ)")
-    if lam == 0:
-        return math.inf
-    return L * R0 / lam
+    return math.inf if lam == 0 else L * R0 / lam
 
 
 # ---------------------------------------------------------------------------------------------- functions of θ
@@ -352,9 +338,7 @@ def jacobian_lipschitz(
     if not callable(f):
         raise LinftError(f"f must be a function θ → logits, got {type(f).__name__}")
     check_choice("probe", probe, PROBES)
-    if isinstance(radii, (int, float)):
-        radii = [radii]
-    radii = [_number(r, "radius", positive=True) for r in radii]
+    radii = [_number(r, "radius", positive=True) for r in ([radii] if isinstance(radii, (int, float)) else radii)]
     if not radii:
         raise LinftError("radii is empty: pass at least one radius r > 0")
     if directions is None:
@@ -383,9 +367,7 @@ def jacobian_lipschitz(
             else:
                 taylor = torch.full_like(jac, float("nan"))
             for k in range(jac.shape[0]):
-                row = {"radius": r, "sample": i}
-                if per_example:
-                    row["example"] = k
+                row = {"radius": r, "sample": i, **({"example": k} if per_example else {})}
                 row.update(L_jac=jac[k].item(), L_taylor=taylor[k].item(), f_change=change[k].item())
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -423,13 +405,17 @@ def lipschitz_at(curve: pd.DataFrame, radius, stat: str = "max", extrapolate: bo
     query = np.asarray(radius, dtype=np.float64)
     if np.any(np.isnan(query)) or np.any(query < 0):
         raise LinftError(f"radius must be >= 0, got {radius}")
-    # r*(d): the first sampled radius >= d (a relative 1e-9 slack so that d equal to a grid radius picks it)
-    idx = np.searchsorted(r, query * (1 - 1e-9), side="left")
+    idx = _cover_index(r, query)
     out = running[np.clip(idx, 0, len(r) - 1)]
-    beyond = idx >= len(r)
     if not extrapolate:
-        out = np.where(beyond, np.nan, out)
+        out = np.where(idx >= len(r), np.nan, out)
     return float(out) if out.ndim == 0 else out
+
+
+def _cover_index(r: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of r*(d), the first sampled radius (``r`` sorted) >= d, for each d of ``query`` (len(r) beyond the
+    largest; a relative 1e-9 slack so that d equal to a grid radius picks it)."""
+    return np.searchsorted(r, query * (1 - 1e-9), side="left")
 
 
 def covering_radius(curve: pd.DataFrame, radius):
@@ -438,8 +424,7 @@ def covering_radius(curve: pd.DataFrame, radius):
     if not isinstance(curve, pd.DataFrame) or "radius" not in curve or curve.empty:
         raise LinftError("curve must be a non-empty DataFrame with a 'radius' column (lipschitz_curve)")
     r = np.sort(curve["radius"].to_numpy(dtype=np.float64))
-    query = np.asarray(radius, dtype=np.float64)
-    idx = np.searchsorted(r, query * (1 - 1e-9), side="left")
+    idx = _cover_index(r, np.asarray(radius, dtype=np.float64))
     out = np.where(idx >= len(r), np.nan, r[np.clip(idx, 0, len(r) - 1)])
     return float(out) if out.ndim == 0 else out
 
@@ -518,11 +503,7 @@ def objective_increases(objective, rtol: float = 1e-6) -> pd.DataFrame:
     step after the rise, t + 1), ``before`` (F_t), ``after`` (F_{t+1}), ``rise`` and ``rel_rise`` (rise / |F_t|).
     Its length is :func:`descent_violations` of the same values.
     """
-    values = np.asarray(objective, dtype=np.float64).reshape(-1)
-    descent_violations(values, rtol)  # the same checks (non-empty, finite, rtol)
-    increase = np.diff(values)
-    scale = np.maximum(np.abs(values[:-1]), 1e-12)
-    hit = np.flatnonzero(increase > rtol * scale)
+    values, increase, scale, hit = _rises(objective, rtol)  # the same checks and rises as descent_violations
     return pd.DataFrame({"step": hit + 1, "before": values[hit], "after": values[hit + 1], "rise": increase[hit],
                          "rel_rise": increase[hit] / scale[hit]})
 
@@ -564,42 +545,47 @@ def bound_table(
     Jacobian-vector products (relative error around 1e-4 on these differences) decides the sign. The ratios are
     reported unrounded.
     """
-    needed = ["step", "task_loss", "drift_total", gap]
-    require_columns(log, needed, "bound_table's log", hint="pass a fine_tune log run with track_gap=True")
+    require_columns(log, ["step", "task_loss", "drift_total", gap], "bound_table's log",
+                    hint="pass a fine_tune log run with track_gap=True")
     lam = _number(lam, "lam (λ)")
     R = log["task_loss"].to_numpy(dtype=np.float64)
-    R0 = float(R[0])
     drift = log["drift_total"].to_numpy(dtype=np.float64)
-    measured = log[gap].to_numpy(dtype=np.float64)
     objective = log["loss"].to_numpy(dtype=np.float64) if "loss" in log else R + 0.5 * lam * drift**2
-    d_bound = drift_bound(R0, lam)
-    d_bound_t = np.array([drift_bound(R0, lam, max(r, 0.0)) for r in R])
+    step1 = _drift_columns(R, lam)
+    steps23 = _gap_columns(curve, drift, float(R[0]), lam, step1["drift_bound"], stat, extrapolate)
+    rtol = _number(rtol, "rtol")
+    table = pd.DataFrame({"step": log["step"].to_numpy(), "lam": lam, "R": R, "objective": objective, "drift": drift,
+                          **step1, "gap": log[gap].to_numpy(dtype=np.float64), **steps23})
+    _add_checks(table, steps23["bound_anchored"], rtol)
+    return table
+
+
+def _drift_columns(R: np.ndarray, lam: float) -> dict:
+    """Step 1: ``drift_bound`` √(2R(θ0)/λ) and, per step, ``drift_bound_t`` √(2(R(θ0) − R(θ_t))/λ)."""
+    R0 = float(R[0])
+    return {"drift_bound": drift_bound(R0, lam),
+            "drift_bound_t": np.array([drift_bound(R0, lam, max(r, 0.0)) for r in R])}
+
+
+def _gap_columns(curve, drift: np.ndarray, R0: float, lam: float, d_bound: float, stat: str, extrapolate: bool) -> dict:
+    """Step 2 at the measured drift (``*_measured``) and step 3 at the drift bound (``*_anchored``, NaN L and an
+    infinite bound for λ = 0)."""
     L_meas = np.asarray(lipschitz_at(curve, drift, stat=stat, extrapolate=extrapolate), dtype=np.float64)
-    b_meas = 0.5 * L_meas * drift**2
     if lam > 0:
         L_anch = float(lipschitz_at(curve, d_bound, stat=stat, extrapolate=extrapolate))
         b_anch = L_anch * R0 / lam
     else:
         L_anch, b_anch = float("nan"), math.inf
-    rtol = _number(rtol, "rtol")
-    table = pd.DataFrame(
-        {
-            "step": log["step"].to_numpy(),
-            "lam": lam,
-            "R": R,
-            "objective": objective,
-            "drift": drift,
-            "drift_bound": d_bound,
-            "drift_bound_t": d_bound_t,
-            "gap": measured,
-            "L_measured": L_meas,
-            "radius_measured": covering_radius(curve, drift),
-            "bound_measured": b_meas,
-            "L_anchored": L_anch,
-            "radius_anchored": covering_radius(curve, d_bound) if lam > 0 else float("nan"),
-            "bound_anchored": b_anch,
-        }
-    )
+    r_anch = covering_radius(curve, d_bound) if lam > 0 else float("nan")
+    return {"L_measured": L_meas, "radius_measured": covering_radius(curve, drift),
+            "bound_measured": 0.5 * L_meas * drift**2, "L_anchored": L_anch, "radius_anchored": r_anch,
+            "bound_anchored": b_anch}
+
+
+def _add_checks(table: pd.DataFrame, b_anch: float, rtol: float) -> None:
+    """Add the ``ratio_*`` and ``*_exceeds`` columns to ``table`` (steps at zero drift are not checked)."""
+    drift, measured = table["drift"].to_numpy(), table["gap"].to_numpy()
+    b_meas = table["bound_measured"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         table["ratio_measured"] = np.where(b_meas > 0, measured / b_meas, np.where(measured > 0, np.inf, np.nan))
         if math.isnan(b_anch):
@@ -608,7 +594,6 @@ def bound_table(
             table["ratio_anchored"] = measured / b_anch if b_anch > 0 else np.where(measured > 0, np.inf, np.nan)
     moved = drift > 0  # at θ = θ0 both bounds are 0 and the "gap" is float noise between two code paths
     table.loc[~moved, ["ratio_measured", "ratio_anchored"]] = np.nan
-    table["drift_exceeds"] = drift > d_bound * (1 + rtol) + 1e-12
+    table["drift_exceeds"] = drift > table["drift_bound"].to_numpy() * (1 + rtol) + 1e-12
     table["gap_exceeds_measured"] = moved & np.where(np.isnan(b_meas), False, measured > b_meas * (1 + rtol) + 1e-12)
     table["gap_exceeds_anchored"] = moved & bool(not math.isnan(b_anch)) & (measured > b_anch * (1 + rtol) + 1e-12)
-    return table

@@ -21,7 +21,6 @@ the table with working links, :func:`verdict_counts` counts the verdicts.
 from __future__ import annotations
 
 import html
-import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -31,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from linft import LinftError
-from linft.results import results_dir
+from linft.bars import AGREEMENT_BAR, GAP_RATIO_BAR, KERNEL_CHANGE_BAR, LOSS_ERROR_BAR  # defined once, re-exported
+from linft.results import load_results, results_dir
 from linft.stats import verdict
 
 __all__ = ["VERDICTS", "Section", "Claim", "CLAIMS", "PAGES", "claims_table", "verdict_counts", "to_html",
@@ -43,20 +43,11 @@ VERDICTS = ("holds", "partly", "does not hold", "not yet tested")
 
 COLUMNS = ["claim", "measurement", "number", "verdict", "evidence link"]
 
+# The bars (linft.bars) are used when a chapter's results do not carry their own.
+
 PAGES = {"ch0": "ch0-models-and-tasks", "ch1": "ch1-linearization", "ch2": "ch2-anchored-bound", "ch3": "ch3-ntk",
          "ch4": "ch4-layer-selection"}
 """The book page (``book/chapters/<page>``) of each chapter id; others are looked up in ``_toc.yml``."""
-
-# Bars used when a chapter's results do not carry their own (the chapters' constants, tested equal there).
-AGREEMENT_BAR = 0.9
-"""Label agreement a linearized/kernel model must reach (chapter 3, ``kernel_regression.AGREEMENT_BAR``)."""
-LOSS_ERROR_BAR = 0.1
-"""Mean relative error of a predicted loss curve it may not exceed (chapter 3, ``LOSS_ERROR_BAR``)."""
-GAP_RATIO_BAR = 5.0
-"""Factor by which anchoring must shrink the linearization gap, lower 95 % bound (chapter 2)."""
-KERNEL_CHANGE_BAR = 0.1
-"""Largest relative kernel change ‖K_T − K_0‖_F/‖K_0‖_F that counts as "nearly constant" (set on this page: the
-chapters state no bar for it; 10 % is chapter 3's tolerance for a predicted loss curve)."""
 
 _WORDS = {"holds": "holds", "held": "holds", "partly": "partly", "partly holds": "partly",
           "holds only in part": "partly", "holds in part": "partly", "in part": "partly",
@@ -407,7 +398,7 @@ def _read_all(scale: str, directory: Path) -> dict[str, dict]:
         chapter = path.name[: -len(f"-{scale}.json")]
         if chapter in ("claims", "timings"):
             continue
-        payload = json.loads(path.read_text())
+        payload = load_results(path)
         if isinstance(payload, dict) and isinstance(payload.get("numbers"), dict):
             numbers[payload.get("chapter", chapter)] = payload["numbers"]
     return numbers
