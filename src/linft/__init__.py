@@ -20,12 +20,14 @@ Public modules, one concept each:
   :mod:`linft.userdata`: the user's own labelled texts (CSV, JSONL, a ``datasets`` folder) as a task;
 - :mod:`linft.study`: resumable sweeps (tidy CSV, serial or on Ray); :mod:`linft.rankstats`: rank correlations of
   predictors with outcomes, pooled within tasks, and the seeds' noise ceiling;
-- :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train`: linearized and anchored fine-tuning;
+- :mod:`linft.linearize`, :mod:`linft.regularize`, :mod:`linft.train`: linearized and anchored fine-tuning
+  (:mod:`linft.train_parts`: its evaluator, minibatch sampler, task loss and GD step size);
 - :mod:`linft.bound`: drift and linearization-gap bounds; :mod:`linft.toy`: a small MLP for width/λ experiments;
 - :mod:`linft.experiments`: the chapters' protocols as functions (:mod:`linft.experiments.reference_study`: chapter
   5's keystone); :mod:`linft.scales`: their sizes;
 - :mod:`linft.plots`: every figure; :mod:`linft.results`: each chapter's headline numbers; :mod:`linft.stats`:
   bootstrap intervals and computed verdicts; :mod:`linft.claims`: the reference study's claims and our verdicts;
+  :mod:`linft.bars`: the pass bars, defined once;
 - :mod:`linft.device`, :mod:`linft.paths`: threads, seeds, devices and cache folders; :mod:`linft.cli`: the
   ``linft`` command.
 """
