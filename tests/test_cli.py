@@ -225,8 +225,10 @@ def test_predict_json_has_the_report(predicted):
 
 
 def test_predict_accuracy_is_kernel_regression_computed_here(predicted):
-    """The CLI's KR accuracy is that of linft.predict.KernelRegression on eNTKs computed here from scratch."""
+    """The CLI's KR accuracy is that of linft.predict.KernelRegression on eNTKs computed here from scratch, held out
+    on the test split (linft.runspec.HELDOUT_SPLIT, the study's)."""
     from linft import data, models, ntk, predict
+    from linft.runspec import HELDOUT_SPLIT
 
     payload, _, _ = predicted
     splits = data.load_task("mr", seed=0)
@@ -237,7 +239,8 @@ def test_predict_accuracy_is_kernel_regression_computed_here(predicted):
         ds = data.subsample(splits[split], 16, seed=0)
         return data.as_batch(data.tokenize(ds, loaded.tokenizer, 16))
 
-    train, held = batch("train"), batch("validation")
+    assert HELDOUT_SPLIT == "test"
+    train, held = batch("train"), batch(HELDOUT_SPLIT)
     K = ntk.empirical_ntk(model, train, params="lora")
     Kx = ntk.empirical_ntk(model, held, train, params="lora")
     with torch.no_grad():
@@ -264,7 +267,7 @@ def test_predict_on_a_user_csv_as_csv(capsys, user_csv, one_thread):
     assert len([r for r in rows if r["quantity"] == "train_loss"]) == 6
     assert {row["task"] for row in rows} == {str(user_csv)}
     n_test = {row["n_test"] for row in rows}
-    assert n_test == {"6"}  # the validation split of 60 rows holds 6: n-test is capped at it
+    assert n_test == {"6"}  # the test split of 60 rows holds 6: n-test is capped at it
     assert 0.0 <= float(next(r["value"] for r in rows if r["quantity"] == "kr_accuracy")) <= 1.0
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from linft import LinftError
-from linft.experiments import anchoring
+from linft.experiments import anchoring, anchoring_runs
 from linft.scales import get_scale
 from linft.train import gd_step_size
 
@@ -77,8 +77,8 @@ def test_seeds_vary_data_lora_init_and_head(gds):
 
 def test_lipschitz_never_uses_the_checked_seeds_own_trajectory(gds, lip, plan):
     for seed, directions in lip.directions.items():
-        own = [anchoring._delta(run) for run in gds.runs[seed].runs.values()]
-        others = [anchoring._delta(run) for s, gd in gds.runs.items() if s != seed for run in gd.runs.values()]
+        own = [anchoring_runs._delta(run) for run in gds.runs[seed].runs.values()]
+        others = [anchoring_runs._delta(run) for s, gd in gds.runs.items() if s != seed for run in gd.runs.values()]
 
         def cos(u, v):
             dot = sum(float((u[n] * v[n]).sum()) for n in u)

@@ -84,7 +84,7 @@ def test_duplicate_choices_are_trained_once(setup, small):
 
 
 def test_training_the_layers_of_an_all_layer_model_is_add_lora_on_those_layers(setup, small):
-    test = lsx._test_batch("mr", small, 0, setup.tokenizer)
+    test = setup.heldout  # cfg.n_test validation examples, drawn with the seed
     ours = lsx.train_layers(setup.model, (2, 4), setup.train, test, small, seed=0)
     loaded = models.load("minilm", num_labels=2, seed=0).model
     alone = models.add_lora(loaded, small.lora_targets, rank=small.lora_rank, seed=0, layers=[2, 4], train_head=False)

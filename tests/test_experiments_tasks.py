@@ -34,3 +34,13 @@ def test_sanity_run_reports_what_it_ran(cfg, one_thread):
     assert run.headline["steps"] == cfg.train_steps and run.headline["n_eval"] == cfg.n_eval
     assert run.log["step"].iloc[-1] == cfg.train_steps
     assert 0 <= run.majority <= 1 and ("beats" in run.verdict)
+
+
+def test_setup_task_keeps_the_chapters_draws(cfg, setup):
+    """Through linft.runspec.prepare the chapters keep their samples: split, train, validation drawn with the seed."""
+    splits = data.load_task("mr", seed=0)
+    for name, split, n in (("train", "train", cfg.n_train), ("eval", "validation", cfg.n_eval)):
+        expected = data.as_batch(data.tokenize(data.subsample(splits[split], n, seed=0), setup.tokenizer,
+                                               cfg.max_length))
+        for key in expected:
+            assert torch.equal(getattr(setup, name)[key], expected[key]), (name, key)

@@ -112,7 +112,7 @@ def test_layers_restrict_the_adapted_blocks():
     ({"n_test": 0}, "n_test"),
     ({"n": 0}, "n (training examples)"),
     ({"task": "no-such-task"}, "unknown task 'no-such-task'"),
-    ({"n": 10**6}, "asked for n=1000000"),
+    ({"n": 10**6}, "fewer than n_train = 1000000"),
 ])
 def test_bad_input_raises_one_line(kwargs, message):
     with pytest.raises(LinftError) as info:
@@ -121,12 +121,22 @@ def test_bad_input_raises_one_line(kwargs, message):
 
 
 def test_choices_match_the_cli():
-    from linft import cli, layers
+    from linft import cli, layers, runspec
 
-    assert HEADS == cli.HEADS == layers.HEADS
+    assert HEADS is runspec.HEADS and cli.HEADS is runspec.HEADS  # one definition
+    assert layers.HEADS == runspec.HEADS  # layers._kernels keeps its own copy (layers/ is not this change's)
     assert OBJECTIVES == cli.OBJECTIVES
     assert set(cli.LAYER_METHODS) == set(layers.METHODS)
-    assert DEFAULT_STEPS >= 1
+
+
+def test_default_steps_is_what_predict_uses_and_what_the_cli_says(run):
+    import inspect
+
+    from linft import cli
+
+    default = predict_prepared(run, lam=0.5, progress=False)  # steps=None: DEFAULT_STEPS
+    assert default.steps == list(range(DEFAULT_STEPS + 1)) and len(default.train_loss) == DEFAULT_STEPS + 1
+    assert f"(default {DEFAULT_STEPS})" in inspect.getsource(cli._predict_arguments)  # --steps' help
 
 
 # ---------------------------------------------------------------------------------------------- layers

@@ -18,6 +18,8 @@ from linft.runspec import LoraSpec, RunSpec, prepare
     (lambda: LoraSpec(dropout=1.0), "dropout"),
     (lambda: LoraSpec(targets=()), "targets"),
     (lambda: RunSpec(lora="qv"), "LoraSpec"),
+    (lambda: RunSpec(heldout_split="train"), "heldout_split"),
+    (lambda: RunSpec(n_heldout=-1), "n_heldout must be an integer >= 0"),
 ])
 def test_bad_specs_raise_one_clear_line(build, words):
     with pytest.raises(LinftError, match=words) as info:
@@ -34,6 +36,11 @@ def test_spec_round_trips_through_its_row():
     default = RunSpec()
     assert RunSpec.from_row(default.as_row()) == default
     assert default.as_row()["layers"] == "all" and default.as_row()["alpha"] == ""
+    chapter = RunSpec(task="mr", n_train=16, n_kernel=16, kernel_points="same", n_heldout=0, split_seed=3, seed=3,
+                      heldout_split="validation", text_col="review", label_col="stars")
+    assert RunSpec.from_row(chapter.as_row()) == chapter
+    assert default.heldout_split == "test"  # the one held-out split, linft.runspec.HELDOUT_SPLIT
+    assert not {"heldout_split", "text_col", "label_col"} & set(default.as_row())  # the study CSV's columns stay
 
 
 def test_from_row_names_a_missing_field():

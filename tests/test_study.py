@@ -3,6 +3,7 @@ resumable CSV store (interrupted, truncated, failed and retried runs) with a cou
 
 import argparse
 import copy
+import dataclasses
 import importlib.metadata
 import math
 import sys
@@ -235,7 +236,7 @@ def test_a_real_failing_run_is_recorded(tmp_path, one_thread):
                sizes={**TINY["sizes"], "n_train": 10_000_000})
     frame = run_sweep(raw, tmp_path / "fail.csv", progress=False)
     assert len(frame) == 1 and frame["status"].iloc[0] == "failed"
-    assert "LinftError" in frame["error"].iloc[0] and "n=10000000" in frame["error"].iloc[0]
+    assert "LinftError" in frame["error"].iloc[0] and "n_train = 10000000" in frame["error"].iloc[0]
     assert frame["kappa"].isna().all() and frame["hostname"].iloc[0] != ""
 
 
@@ -398,3 +399,16 @@ def test_every_numeric_result_column_is_typed():
     text = {"status", "error", "kernel", "hostname", "linft_version", "torch_version", "transformers_version",
             "peft_version"}
     assert {c for c in RESULT_COLUMNS if c not in INT_COLUMNS and c not in FLOAT_COLUMNS} == text
+
+
+def test_setup_keeps_the_study_draws(one_thread):
+    """Through linft.runspec.prepare the study keeps its samples: the task split, the N training and the M test
+    examples all drawn with the run's seed, the head frozen."""
+    key = dataclasses.replace(next(k for k in plan_runs(tiny()) if k.setting == "mse_gd"), seed=1)
+    model, train, test, num_labels = study_run._setup(key)
+    tokenizer = models.load(key.model, num_labels=num_labels, seed=key.seed).tokenizer
+    for got, split, n in ((train, "train", key.n_train), (test, "test", key.n_test)):
+        expected = _independent_batch(key.task, n, key.seed, split, tokenizer, key.max_length)
+        for name in expected:
+            assert torch.equal(got[name].cpu(), expected[name]), (split, name)
+    assert all("lora_" in name for name, p in model.named_parameters() if p.requires_grad)

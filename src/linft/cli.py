@@ -17,30 +17,22 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
 from linft import LinftError
+from linft.runspec import HEADS
 
 # ---------------------------------------------------------------------------------------------- output
 
 
-def _json_safe(value):
-    """``value`` with non-finite floats (κ = inf of a singular kernel) as None, so the output is valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _json(payload) -> str:
-    return json.dumps(_json_safe(payload), indent=2, default=str, allow_nan=False)
+    """One JSON object, non-finite floats (κ = inf of a singular kernel) as null (:func:`linft.results.dumps`)."""
+    from linft.results import dumps
+
+    return dumps(payload, indent=2, default=str)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -80,8 +72,8 @@ def _report_text(report, args) -> str:
 
 # ---------------------------------------------------------------------------------------------- argument types
 
-#: linft.preflight.HEADS and OBJECTIVES, spelled out so that building the parser imports no torch (tested equal)
-HEADS = ("frozen", "trained")
+#: linft.preflight.OBJECTIVES, spelled out so that building the parser imports no torch (tested equal); the head
+#: policies are linft.runspec.HEADS, defined once (runspec imports no torch at module level)
 OBJECTIVES = ("kappa_lambda", "lambda_min")
 LAYER_METHODS = ("auto", "greedy", "exhaustive")
 
@@ -159,7 +151,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     _setup_arguments(parser)
     parser.add_argument("--layers", type=_layer_list, help="comma-separated block indices to adapt (default: all)")
     parser.add_argument("--n-test", type=_positive, default=256,
-                        help="held-out (validation) examples for the accuracy (default 256, at most the split)")
+                        help="held-out examples of the test split (linft.runspec.HELDOUT_SPLIT, as the study) for the "
+                             "accuracy (default 256, at most the split)")
     parser.add_argument("--steps", type=_positive, default=None, help="GD steps of the predicted curves (default 100)")
     parser.add_argument("--output", choices=("auto", "full", "logit_diff"), default="auto",
                         help="kernel outputs: auto (default: the logit difference f1 - f0 for binary tasks, all "
@@ -253,16 +246,19 @@ def _study_arguments(parser) -> None:
 
 
 def _study(args) -> str:
+    from linft.results import dumps
     from linft.study import run_cli
 
-    return json.dumps(_json_safe(run_cli(args)), indent=2)
+    return dumps(run_cli(args), indent=2)
 
 
 #: name -> (help, add the subcommand's arguments, run it and return the text to print)
 _COMMANDS = {
-    "predict": ("predict LoRA fine-tuning from the eNTK before training: κ, κ_λ, loss curve, KR accuracy",
+    "predict": ("predict LoRA fine-tuning from the eNTK before training: κ, κ_λ, loss curve, KR accuracy held out "
+                "on the test split (linft.preflight.preflight → linft.kernel_summary.summarize)",
                 _predict_arguments, _predict),
-    "layers": ("recommend which layers to adapt under a budget, with Weyl bounds and baselines",
+    "layers": ("recommend which layers to adapt under a budget, with Weyl bounds and baselines (training "
+               "examples only; the task split as linft predict's, whose held-out split is the test split)",
                _layers_arguments, _layers),
     "study": ("run a resumable sweep (tasks × LoRA configs × seeds × settings × λ) to a tidy CSV, serial or on Ray",
               _study_arguments, _study),

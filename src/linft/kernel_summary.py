@@ -5,6 +5,11 @@
 (the reference study's ⟨∇f, sign ∇f'⟩) has an indefinite symmetric part in general: its κ is the 2-norm condition
 number σmax/σmin, and its kernel regression uses the kernel as it is (:func:`linft.predict.asymmetric_regression`).
 
+It is the one kernel summary of the package: ``linft predict`` → :func:`linft.preflight.preflight` →
+:func:`linft.kernel_summary.summarize` (through :func:`from_spectrum`, which reads the same numbers off a spectrum
+a caller has already decomposed, e.g. for its own predicted curves); the study's runs (:mod:`linft.study`) and
+chapter 3's kernel-regression protocol (:mod:`linft.experiments.kernel_regression`) report it too.
+
 Shapes: ``K`` [N, N, C, C] (or [N, N] scalar), ``K_test`` [M, N, C, C], ``f0`` [N, C], ``f0_test`` [M, C],
 ``labels`` / ``labels_test`` [N] / [M] integer classes.
 """
@@ -18,7 +23,7 @@ import torch
 
 from linft import LinftError, predict, spectral
 
-__all__ = ["KernelSummary", "summarize", "gradient_norm"]
+__all__ = ["KernelSummary", "summarize", "from_spectrum", "gradient_norm"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,18 @@ def summarize(K, *, lam: float = 0.0, K_test=None, f0=None, f0_test=None, labels
     if test_values is not None:
         regression = predict.KernelRegression.fit(spectrum, labels, f0, lam)
         kr_acc = regression.accuracy(test_values, f0_test, torch.as_tensor(labels_test))
+    return from_spectrum(spectrum, lam=lam, kr_acc=kr_acc)
+
+
+def from_spectrum(spectrum, *, lam: float = 0.0, kr_acc: float = math.nan) -> KernelSummary:
+    """:class:`KernelSummary` of a symmetric kernel already decomposed (:class:`linft.predict.KernelSpectrum`, e.g.
+    ``KernelRegression.fit(...).spectrum``), with a kernel-regression accuracy ``kr_acc`` the caller measured."""
     eigenvalues = spectrum.eigenvalues
     return KernelSummary(
-        n_examples=n, kappa=predict.kappa_lambda(spectrum, lam=0.0),
+        n_examples=int(spectrum.n_examples), kappa=predict.kappa_lambda(spectrum, lam=0.0),
         kappa_lambda=predict.kappa_lambda(spectrum, lam=lam), lam=float(lam), lambda_min=spectrum.mu_min,
         lambda_max=spectrum.mu_max, trace=float(eigenvalues.sum()),
-        effective_rank=spectral.effective_rank(eigenvalues), kr_acc=kr_acc,
+        effective_rank=spectral.effective_rank(eigenvalues), kr_acc=float(kr_acc),
     )
 
 

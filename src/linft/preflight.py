@@ -2,7 +2,10 @@
 
 :func:`preflight` (``linft predict``) loads the model and the task (a registry key or the user's file), attaches LoRA
 at initialization (B = 0), computes the empirical NTK of the *trained* parameters on N training examples and between
-M held-out and those N examples, and reads off, through :mod:`linft.predict`:
+M held-out examples of the task's **test** split (:data:`linft.runspec.HELDOUT_SPLIT`, the study's held-out split too)
+and those N examples, and reads off, through :mod:`linft.predict` and the one kernel summary (``linft predict`` →
+:func:`linft.preflight.preflight` → :func:`linft.kernel_summary.summarize`; here its
+:func:`~linft.kernel_summary.from_spectrum`, on the spectrum the loss curves use):
 
 - the spectrum: κ = λmax/λmin, κ_λ = (λmax + Nλ)/(λmin + Nλ), effective rank and trace of K ([N·C, N·C], or
   [N, N] for the logit difference of a binary task; see ``output`` below);
@@ -21,7 +24,8 @@ kernel needs one backward pass per example instead of two; ``"auto"`` (default) 
 The head is ``"frozen"`` (default: the trained parameters, and so the kernel, are exactly the LoRA matrices,
 ``params="lora"``, as in chapter 3) or ``"trained"`` (LoRA + classifier head, ``params="trainable"``; the head
 dominates that kernel). The work is split so the model load is timed apart from the prediction: :func:`prepare`
-(load, LoRA, tokenize) then :func:`predict_prepared` (kernel, eigen-decomposition, curves, accuracy); one kernel call
+(load, LoRA, tokenize: :func:`linft.runspec.prepare` of :func:`run_spec`) then :func:`predict_prepared` (kernel,
+eigen-decomposition, curves, accuracy); one kernel call
 on the training and held-out examples together gives K and K(x, X) with one set of per-example gradients.
 
 :func:`advise_layers` (``linft layers``) adapts every candidate layer once, computes the per-layer kernels
@@ -41,20 +45,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from linft import LinftError, check_choice, check_positive_int, data, models, ntk, predict, spectral
+from linft import LinftError, check_choice, check_positive_int, data, kernel_summary, ntk, predict, runspec
 from linft.batches import join_tokens
 from linft.regularize import check_lam
+from linft.runspec import HEADS, LoraSpec, RunSpec
 from linft.stats import accuracy_ci
-from linft.userdata import resolve_task
+from linft.userdata import looks_like_path, resolve_task
 
-__all__ = ["PreparedRun", "PreflightReport", "LayerAdvice", "prepare", "predict_prepared", "preflight",
+__all__ = ["PreparedRun", "PreflightReport", "LayerAdvice", "run_spec", "prepare", "predict_prepared", "preflight",
            "advise_layers", "HEADS", "OBJECTIVES", "OUTPUTS", "DEFAULT_STEPS", "DEFAULT_N_TEST"]
 
-#: what the classifier head does during the predicted fine-tuning: stays at its seeded init, or trains with LoRA
-HEADS = ("frozen", "trained")
 #: which outputs the predicted kernel is over: all logits, their difference (binary tasks), or that choice by task
 OUTPUTS = ("auto", "full", "logit_diff")
 #: what :func:`advise_layers` optimizes: the smallest κ_λ, or the largest λmin
@@ -113,8 +115,23 @@ def _check_common(head, rank, n, max_length, seed) -> None:
         raise LinftError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def _batch(ds, tokenizer, max_length: int) -> dict:
-    return data.as_batch(data.tokenize(ds, tokenizer, max_length))
+def run_spec(model: str = "minilm", task: str = "mr", *, layers=None, targets="qv", rank: int = 8, n: int = 256,
+             n_test: int = 256, max_length: int = 64, seed: int = 0, head: str = "frozen", text_col: str = "text",
+             label_col: str = "label") -> RunSpec:
+    """The :class:`linft.runspec.RunSpec` of a prediction: the kernel points are the ``n`` training examples
+    (``kernel_points="same"``), ``n_test`` held-out examples of the test split (:data:`linft.runspec.HELDOUT_SPLIT`),
+    and ``seed`` draws everything, the task's split included (``split_seed = seed``)."""
+    _check_common(head, rank, n, max_length, seed)
+    if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 0:
+        raise LinftError(f"n_test must be an integer >= 0 (held-out examples), got {n_test!r}")
+    if not isinstance(task, (str, Path)) or not str(task):
+        raise LinftError(f"task must be a registry key or a path, got {task!r}")
+    if str(task) not in data.TASKS and not looks_like_path(str(task)):
+        resolve_task(task)  # raises the one-line "unknown task" error that lists the registry keys
+    lora = LoraSpec(targets=targets, layers=layers, rank=rank)
+    return RunSpec(model=model, task=str(task), lora=lora, head=head, n_train=n, n_kernel=n, kernel_points="same",
+                   n_heldout=n_test, max_length=max_length, seed=seed, split_seed=seed, text_col=text_col,
+                   label_col=label_col)
 
 
 def prepare(model: str = "minilm", task: str = "mr", *, layers=None, targets="qv", rank: int = 8, n: int = 256,
@@ -122,30 +139,20 @@ def prepare(model: str = "minilm", task: str = "mr", *, layers=None, targets="qv
             label_col: str = "label") -> PreparedRun:
     """Load ``task`` (registry key or path: :func:`linft.userdata.resolve_task`) and ``model`` (seeded head),
     attach LoRA (``targets``, ``rank``, α = 2·rank, on ``layers``: block indices, None = all), and tokenize a
-    stratified sample of ``n`` training and ``min(n_test, validation size)`` validation examples (``n_test`` 0: none)
-    padded to ``max_length`` tokens. Seeded by ``seed`` throughout. Returns a :class:`PreparedRun`.
+    stratified sample of ``n`` training and ``min(n_test, test split size)`` held-out examples of the test split
+    (:data:`linft.runspec.HELDOUT_SPLIT`, as the study; ``n_test`` 0: none) padded to ``max_length`` tokens, all
+    through :func:`linft.runspec.prepare` of :func:`run_spec`. Seeded by ``seed`` throughout. Returns a
+    :class:`PreparedRun`.
     """
-    start = time.perf_counter()
-    _check_common(head, rank, n, max_length, seed)
-    if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 0:
-        raise LinftError(f"n_test must be an integer >= 0 (held-out examples), got {n_test!r}")
-    splits, num_labels, description = resolve_task(task, text_col, label_col, seed)
-    train_ds = data.subsample(splits["train"], n, seed=seed)
-    test_ds = None
-    if n_test:
-        test_ds = data.subsample(splits["validation"], min(n_test, len(splits["validation"])), seed=seed)
-    loaded = models.load(model, num_labels=num_labels, seed=seed)
-    lora = models.add_lora(loaded.model, targets, rank=rank, layers=layers, seed=seed, train_head=head == "trained")
-    adapted = sorted({models.layer_index(name) for name, _ in lora.named_parameters() if "lora_" in name} - {None})
-    train = _batch(train_ds, loaded.tokenizer, max_length)
-    test = _batch(test_ds, loaded.tokenizer, max_length) if test_ds is not None else None
-    return PreparedRun(model=lora, tokenizer=loaded.tokenizer, train=train, test=test, model_name=model,
-                       task=str(task), description=description, num_labels=num_labels, layers=tuple(adapted),
-                       targets=_targets_text(targets), rank=int(rank), head=head, max_length=int(max_length),
-                       seed=seed, seconds=time.perf_counter() - start)
+    spec = run_spec(model, task, layers=layers, targets=targets, rank=rank, n=n, n_test=n_test,
+                    max_length=max_length, seed=seed, head=head, text_col=text_col, label_col=label_col)
+    run = runspec.prepare(spec, device="cpu")  # the prediction's arithmetic (numpy, bootstrap) is on the CPU
+    return PreparedRun(model=run.model, tokenizer=run.tokenizer, train=run.train, test=run.heldout,
+                       model_name=model, task=str(task), description=run.description, num_labels=run.num_labels,
+                       layers=run.layers, targets=_targets_text(targets), rank=int(rank), head=head,
+                       max_length=int(max_length), seed=seed, seconds=run.seconds)
 
 
-@torch.no_grad()
 # ---------------------------------------------------------------------------------------------- predict
 
 
@@ -328,10 +335,11 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
         raise LinftError("the prepared run has no held-out examples: prepare it with n_test >= 1")
     start = time.perf_counter()
     n = run.train["input_ids"].shape[0]
-    K = ntk.empirical_ntk(run.model, join_tokens(run.train, run.test), params=run.params, per_layer=False,
-                          progress=progress, output=output)
-    K_train, K_test = K.values[:n, :n], K.values[n:, :n]
-    logits, logits_test = K.outputs[:n], K.outputs[n:]  # f(θ0) from the kernel's own forward passes
+    joint = ntk.empirical_ntk(run.model, join_tokens(run.train, run.test), params=run.params, per_layer=False,
+                              progress=progress, output=output)
+    K = joint.first(n)
+    K_test = joint.values[n:, :n]
+    logits, logits_test = K.outputs, joint.outputs[n:]  # f(θ0) from the kernel's own forward passes
     if output == "logit_diff":
         f0, f0_test = logits[:, 1:] - logits[:, :1], logits_test[:, 1:] - logits_test[:, :1]
     else:
@@ -340,8 +348,8 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
 
     start = time.perf_counter()
     y, y_test = run.train["labels"], run.test["labels"]
-    kr = predict.KernelRegression.fit(K_train, y, f0, lam)
-    mu = kr.spectrum.eigenvalues
+    kr = predict.KernelRegression.fit(K.values, y, f0, lam)
+    summary = kernel_summary.from_spectrum(kr.spectrum, lam=lam)
     lr = predict.descent_lr(kr.spectrum, lam=lam)
     curves = kr.curves(lr=lr, steps=steps)
     eval_loss = kr.eval_loss(K_test, y_test, f0_test, lr=lr, steps=steps)
@@ -351,10 +359,10 @@ def predict_prepared(run: PreparedRun, *, lam: float = 0.0, steps: int | None = 
     return PreflightReport(
         model=run.model_name, task=run.task, description=run.description, n=n, n_test=int(y_test.shape[0]),
         num_labels=run.num_labels, max_length=run.max_length, layers=list(run.layers), targets=run.targets,
-        rank=run.rank, head=run.head, lam=lam, seed=run.seed, params=K.params, n_params=int(K.n_params),
-        kappa=spectral.condition_number(mu), kappa_lambda=predict.kappa_lambda(kr.spectrum, lam=lam),
-        lambda_min=float(mu[0]), lambda_max=float(mu[-1]), effective_rank=spectral.effective_rank(mu),
-        trace=float(mu.sum()), lr=lr, steps=list(range(steps + 1)), train_loss=curves.loss.tolist(),
+        rank=run.rank, head=run.head, lam=lam, seed=run.seed, params=joint.params, n_params=int(joint.n_params),
+        kappa=summary.kappa, kappa_lambda=summary.kappa_lambda, lambda_min=summary.lambda_min,
+        lambda_max=summary.lambda_max, effective_rank=summary.effective_rank, trace=summary.trace, lr=lr,
+        steps=list(range(steps + 1)), train_loss=curves.loss.tolist(),
         eval_loss=eval_loss.tolist(), kr_accuracy=acc["acc"], kr_accuracy_low=acc["low"],
         kr_accuracy_high=acc["high"], init_accuracy=init,
         seconds={"load": run.seconds, "kernel": kernel_s, "eigen": eigen_s, "predict": kernel_s + eigen_s,
@@ -372,7 +380,8 @@ def preflight(model: str = "minilm", task: str = "mr", *, layers=None, targets="
 
     ``task``: a registry key or the path of the user's data (``text_col``/``label_col`` name its columns);
     ``layers``: block indices to adapt (None: all); ``n``/``n_test``: training/held-out examples (held-out ones from
-    the validation split, at most all of it); ``head``: ``"frozen"`` (kernel of the LoRA matrices) or ``"trained"``;
+    the test split, :data:`linft.runspec.HELDOUT_SPLIT`, at most all of it); ``head``: ``"frozen"`` (kernel of the
+    LoRA matrices) or ``"trained"``;
     ``output``: ``"auto"`` (the logit difference for binary tasks), ``"full"`` or ``"logit_diff"``.
     """
     check_choice("output", output, OUTPUTS)
@@ -504,7 +513,9 @@ def advise_layers(model: str = "minilm", task: str = "mr", *, budget: int = 2, t
                   n: int = 256, lam: float = 0.0, objective: str = "kappa_lambda", seed: int = 0, n_random: int = 5,
                   head: str = "frozen", method: str = "auto", max_length: int = 64, text_col: str = "text",
                   label_col: str = "label", progress: bool = True) -> LayerAdvice:
-    """Recommend ``budget`` layers for LoRA on ``targets`` from the per-layer eNTKs of ``n`` training examples.
+    """Recommend ``budget`` layers for LoRA on ``targets`` from the per-layer eNTKs of ``n`` training examples
+    (:func:`prepare` with no held-out examples: the same draw of the train split as :func:`preflight`, whose
+    held-out examples come from the test split, :data:`linft.runspec.HELDOUT_SPLIT`).
 
     ``objective``: ``"kappa_lambda"`` (smallest κ_λ at ``lam``) or ``"lambda_min"`` (largest λmin); ``method``:
     ``"auto"``, ``"greedy"`` or ``"exhaustive"`` (:func:`linft.layers.select_layers`); ``n_random``: random-layer

@@ -13,10 +13,16 @@ Where the kernel points come from (``kernel_points``):
 - ``"same"`` — the kernel points *are* the fine-tuning set (``n_kernel == n_train``): the few-shot variant of
   chapter 5's first study, where the kernel is over exactly the examples that are then memorised.
 
-The held-out split is always the task's **test** split (``heldout_split``), drawn from the split the task makes
-with ``split_seed`` (0 by default, fixed across seeds, so every run of a study is scored on the same examples and
+The held-out split is the task's **test** split (:data:`HELDOUT_SPLIT`; ``heldout_split="validation"`` only for the
+chapters' earlier protocols), drawn with ``split_seed`` from the split the task makes with ``split_seed`` (0 by
+default, fixed across seeds, so every run of a study is scored on the same examples and
 configurations are compared pairwise); the run's ``seed`` draws the fine-tuning sample, the head, LoRA A and the
-minibatch order. ``n_heldout`` is capped at the split's size (the cap is recorded in the prepared run).
+minibatch order. ``n_heldout`` is capped at the split's size (the cap is recorded in the prepared run); 0 draws no
+held-out batch. A study whose runs each split the task with their own seed (chapter 5's few-shot study) sets
+``split_seed = seed``.
+
+``task`` is a registry key (:data:`linft.data.TASKS`) or the path of the user's data
+(:func:`linft.userdata.resolve_task`, columns ``text_col`` and ``label_col``).
 
 A spec round-trips through a flat row of strings (:meth:`RunSpec.as_row` / :meth:`RunSpec.from_row`), which is how
 the study CSV stores it.
@@ -27,19 +33,29 @@ from __future__ import annotations
 import numbers
 import time
 from dataclasses import dataclass, fields
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from linft import LinftError, check_choice
 
-__all__ = ["LoraSpec", "RunSpec", "PreparedRun", "prepare", "HEADS", "KERNEL_POINTS", "HELDOUT_SPLIT"]
+if TYPE_CHECKING:  # no torch import at module level: the CLI's parser reads HEADS from here
+    from torch import nn
+
+__all__ = ["LoraSpec", "RunSpec", "PreparedRun", "prepare", "HEADS", "KERNEL_POINTS", "HELDOUT_SPLIT",
+           "HELDOUT_SPLITS"]
 
 #: the classifier head during fine-tuning: kept at its seeded initialization, or trained with the LoRA matrices
 HEADS = ("frozen", "trained")
 #: where the kernel points come from (see the module docstring)
 KERNEL_POINTS = ("train_prefix", "same")
-#: the one held-out split every protocol evaluates on
+#: the one held-out split every protocol evaluates on (``linft predict``, ``linft layers``, the study)
 HELDOUT_SPLIT = "test"
+#: the held-out splits a spec may name: :data:`HELDOUT_SPLIT`, and "validation" only for the chapters' protocols of
+#: chapters 1-4, which predate this spec and keep their draws (their committed numbers come from that split)
+HELDOUT_SPLITS = (HELDOUT_SPLIT, "validation")
+
+
+#: fields that :meth:`RunSpec.as_row` writes only when they are not their defaults
+_OPTIONAL_COLUMNS = ("heldout_split", "text_col", "label_col")
 
 
 def _positive(value, name: str, minimum: int = 1) -> int:
@@ -88,8 +104,10 @@ class RunSpec:
     ``model``: a shipped key, hub id or folder; ``task``: a task key; ``lora``: :class:`LoraSpec`; ``head``:
     "frozen" | "trained"; ``n_train``: fine-tuning examples (drawn from the train split with ``seed``);
     ``n_kernel``: kernel points; ``kernel_points``: "train_prefix" | "same" (then ``n_kernel`` must equal
-    ``n_train``); ``n_heldout``: held-out examples of the test split (capped at its size); ``max_length``: tokens;
-    ``seed``: fine-tuning sample, head, LoRA A, batch order; ``split_seed``: the task's train/validation/test split.
+    ``n_train``); ``n_heldout``: held-out examples of ``heldout_split`` (capped at its size; 0: none);
+    ``max_length``: tokens; ``seed``: fine-tuning sample, head, LoRA A, batch order; ``split_seed``: the task's
+    train/validation/test split and the held-out sample; ``heldout_split``: :data:`HELDOUT_SPLIT` (or "validation"
+    for the chapters' earlier protocols); ``text_col``/``label_col``: the columns of a user's data file.
     """
 
     model: str = "minilm"
@@ -103,13 +121,17 @@ class RunSpec:
     max_length: int = 64
     seed: int = 0
     split_seed: int = 0
+    heldout_split: str = HELDOUT_SPLIT
+    text_col: str = "text"
+    label_col: str = "label"
 
     def __post_init__(self):
         if not isinstance(self.lora, LoraSpec):
             raise LinftError(f"run spec: lora must be a linft.runspec.LoraSpec, got {type(self.lora).__name__}")
         check_choice("head", self.head, HEADS)
         check_choice("kernel_points", self.kernel_points, KERNEL_POINTS)
-        for name, minimum in (("n_train", 1), ("n_kernel", 1), ("n_heldout", 1), ("max_length", 2), ("seed", 0),
+        check_choice("heldout_split", self.heldout_split, HELDOUT_SPLITS)
+        for name, minimum in (("n_train", 1), ("n_kernel", 1), ("n_heldout", 0), ("max_length", 2), ("seed", 0),
                               ("split_seed", 0)):
             object.__setattr__(self, name, _positive(getattr(self, name), name, minimum))
         if self.kernel_points == "train_prefix" and self.n_kernel > self.n_train:
@@ -118,9 +140,11 @@ class RunSpec:
         if self.kernel_points == "same" and self.n_kernel != self.n_train:
             raise LinftError(f"run spec: kernel_points='same' means the kernel is over the fine-tuning set, so "
                              f"n_kernel ({self.n_kernel}) must equal n_train ({self.n_train})")
-        from linft import data
+        from linft import data, userdata
 
-        if self.task not in data.TASKS:
+        if not isinstance(self.task, str) or not self.task:
+            raise LinftError(f"run spec: task must be a registry key or a path, got {self.task!r}")
+        if self.task not in data.TASKS and not userdata.looks_like_path(self.task):
             raise LinftError(f"run spec: task {self.task!r} is unknown: use one of {tuple(data.TASKS)}")
 
     @property
@@ -129,10 +153,14 @@ class RunSpec:
         return "trainable" if self.head == "trained" else "lora"
 
     def as_row(self) -> dict[str, str]:
-        """The spec as flat canonical strings (layers "all" or "0,5", targets "q,v", alpha "" for None)."""
+        """The spec as flat canonical strings (layers "all" or "0,5", targets "q,v", alpha "" for None).
+
+        ``heldout_split``, ``text_col`` and ``label_col`` appear only when they differ from their defaults, so the
+        study CSV's key columns (every spec there has the defaults) stay as they were; :meth:`from_row` reads a
+        missing one as its default."""
         row = {}
         for f in fields(self):
-            if f.name == "lora":
+            if f.name == "lora" or (f.name in _OPTIONAL_COLUMNS and getattr(self, f.name) == f.default):
                 continue
             row[f.name] = str(getattr(self, f.name))
         lora = self.lora
@@ -156,7 +184,8 @@ class RunSpec:
         except (KeyError, ValueError) as err:
             raise LinftError(f"run spec: a row lacks or garbles {err}: it was not written by RunSpec.as_row") from None
         return cls(model=str(row["model"]), task=str(row["task"]), lora=lora, head=str(row["head"]),
-                   kernel_points=str(row["kernel_points"]), **values)
+                   kernel_points=str(row["kernel_points"]), heldout_split=str(row.get("heldout_split", HELDOUT_SPLIT)),
+                   text_col=str(row.get("text_col", "text")), label_col=str(row.get("label_col", "label")), **values)
 
 
 @dataclass
@@ -166,8 +195,8 @@ class PreparedRun:
     ``model``: the peft model (LoRA B = 0; the head trainable iff ``spec.head == "trained"``), on the device
     :func:`linft.device.pick_device` chose; ``kernel``: ``{"input_ids", "attention_mask": [N_k, L], "labels":
     [N_k]}``, the kernel points; ``train``: the same for the N fine-tuning examples (``kernel`` is its first N_k
-    rows, or all of it); ``heldout``: the M held-out examples (M = min(n_heldout, test split size)); ``seconds``:
-    wall time of :func:`prepare`.
+    rows, or all of it); ``heldout``: the M held-out examples (M = min(n_heldout, held-out split size); None when
+    ``n_heldout`` is 0); ``description``: the task in one line; ``seconds``: wall time of :func:`prepare`.
     """
 
     spec: RunSpec
@@ -175,14 +204,23 @@ class PreparedRun:
     tokenizer: object
     kernel: dict
     train: dict
-    heldout: dict
+    heldout: dict | None
     num_labels: int
     seconds: float
+    description: str = ""
 
     @property
     def n_heldout(self) -> int:
         """M, the held-out examples actually drawn (the spec's ``n_heldout`` capped at the split's size)."""
-        return int(self.heldout["labels"].shape[0])
+        return 0 if self.heldout is None else int(self.heldout["labels"].shape[0])
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The adapted blocks (indices of the blocks that hold LoRA matrices)."""
+        from linft import models
+
+        names = {models.layer_index(name) for name, _ in self.model.named_parameters() if "lora_" in name}
+        return tuple(sorted(names - {None}))
 
 
 def prepare(spec: RunSpec, *, device=None) -> PreparedRun:
@@ -195,15 +233,15 @@ def prepare(spec: RunSpec, *, device=None) -> PreparedRun:
     from linft import data, models
     from linft.batches import take, to_device
     from linft.device import pick_device
+    from linft.userdata import resolve_task
 
     start = time.perf_counter()
-    task = data.get_task(spec.task)
-    splits = data.load_task(spec.task, seed=spec.split_seed)
+    splits, num_labels, description = resolve_task(spec.task, spec.text_col, spec.label_col, spec.split_seed)
     if len(splits["train"]) < spec.n_train:
         raise LinftError(f"run spec: task {spec.task!r} has {len(splits['train'])} training examples, fewer than "
                          f"n_train = {spec.n_train}: lower n_train")
     device = pick_device() if device is None else device
-    loaded = models.load(spec.model, num_labels=task.num_labels, seed=spec.seed, device=device)
+    loaded = models.load(spec.model, num_labels=num_labels, seed=spec.seed, device=device)
     lora = spec.lora
     model = models.add_lora(loaded.model, list(lora.targets), rank=lora.rank, alpha=lora.alpha,
                             layers=None if lora.layers is None else list(lora.layers), dropout=lora.dropout,
@@ -213,8 +251,11 @@ def prepare(spec: RunSpec, *, device=None) -> PreparedRun:
         return to_device(data.as_batch(data.tokenize(ds, loaded.tokenizer, spec.max_length)), device)
 
     train = batch(data.subsample(splits["train"], spec.n_train, seed=spec.seed))
-    n_heldout = min(spec.n_heldout, len(splits[HELDOUT_SPLIT]))
-    heldout = batch(data.subsample(splits[HELDOUT_SPLIT], n_heldout, seed=spec.split_seed))
+    heldout = None
+    if spec.n_heldout:
+        split = splits[spec.heldout_split]
+        heldout = batch(data.subsample(split, min(spec.n_heldout, len(split)), seed=spec.split_seed))
     kernel = take(train, spec.n_kernel)
     return PreparedRun(spec=spec, model=model, tokenizer=loaded.tokenizer, kernel=kernel, train=train,
-                       heldout=heldout, num_labels=task.num_labels, seconds=time.perf_counter() - start)
+                       heldout=heldout, num_labels=num_labels, seconds=time.perf_counter() - start,
+                       description=description)

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from linft import data, models, ntk, predict
+from linft import kernel_summary, ntk, predict
 from linft.device import seed_everything
-from linft.experiments.tasks import batch_of
+from linft.experiments.tasks import prepare_chapter
 from linft.functional import batch_logits
 from linft.scales import Scale
 from linft.stats import accuracy_ci, bootstrap_ci
@@ -58,24 +58,9 @@ def _relative(a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor) -> float:
     return float((a - b).norm()) / denom if denom > 0 else float("nan")
 
 
-def _task_batches(task: str, cfg: Scale, n_eval: int, seed: int, tokenizer):
-    splits = data.load_task(task, seed=seed)
-    train = batch_of(data.subsample(splits["train"], cfg.ntk_n, seed=seed), tokenizer, cfg.max_length)
-    n_eval = min(n_eval, len(splits["validation"]))
-    evalb = batch_of(data.subsample(splits["validation"], n_eval, seed=seed), tokenizer, cfg.max_length)
-    return train, evalb
-
-
-def _frozen_head_model(cfg: Scale, num_labels: int, seed: int):
-    loaded = models.load(cfg.model, num_labels=num_labels, seed=seed)
-    model = models.add_lora(loaded.model, cfg.lora_targets, rank=cfg.lora_rank, seed=seed, train_head=False)
-    return model, loaded.tokenizer
-
-
 def _one_task(task: str, cfg: Scale, lambdas, n_eval: int, seed: int, step_fraction: float, log_every: int):
-    num_labels = data.get_task(task).num_labels
-    model, tokenizer = _frozen_head_model(cfg, num_labels, seed)
-    train, evalb = _task_batches(task, cfg, n_eval, seed, tokenizer)
+    run = prepare_chapter(task, cfg, seed, n_train=cfg.ntk_n, n_heldout=n_eval, head="frozen")
+    model, train, evalb, num_labels = run.model, run.train, run.heldout, run.num_labels
     K = ntk.empirical_ntk(model, train, params="lora")
     Kx = ntk.empirical_ntk(model, evalb, train, params="lora")
     A = ntk.empirical_ntk(model, train, params="lora", kernel="asym_signgd")
@@ -115,7 +100,7 @@ def _one_task(task: str, cfg: Scale, lambdas, n_eval: int, seed: int, step_fract
         rows.append({
             "task": task, "lam": lam, "N": int(y.shape[0]), "M": int(yx.shape[0]), "C": num_labels,
             "max_length": cfg.max_length, "lr": lr,
-            "steps": cfg.train_steps, "kappa_lambda": predict.kappa_lambda(kr.spectrum, lam=lam),
+            "steps": cfg.train_steps, "kappa_lambda": kernel_summary.from_spectrum(kr.spectrum, lam=lam).kappa_lambda,
             "R0": float(measured[0]), "R_T": float(measured[-1]), "R_T_predicted": float(predicted[-1]),
             "loss_rel_error_mean": float(rel_err[1:].mean()) if len(rel_err) > 1 else float("nan"),
             "loss_rel_error_final": float(rel_err[-1]),

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from linft import data, models, ntk, predict, spectral
-from linft.experiments.tasks import batch_of, lora_model, task_sample
+from linft.batches import take
+from linft.experiments.tasks import prepare_chapter
 from linft.scales import Scale
 
 __all__ = ["LAMBDAS", "TARGET_SETS", "TaskKernels", "task_kernels", "frozen_head_model", "kappa_lambda_table",
@@ -54,14 +55,15 @@ def memory_mib(K: ntk.Kernel) -> float:
 class TaskKernels:
     """One ``params="trainable"`` kernel per task on ``ntk_n`` training examples, and tables about them.
 
-    ``kernels``: {task: Kernel}; ``lora``: {task: LoRA-only values [N, N, C, C]}; ``samples``: {task: Dataset};
+    ``kernels``: {task: Kernel}; ``lora``: {task: LoRA-only values [N, N, C, C]}; ``batches``: {task: the kernel's
+    tokenized examples, ``{"input_ids", "attention_mask": [N, L], "labels": [N]}``};
     ``per_task``: spectrum of the LoRA kernel per task, with κ_λ for every λ of ``lambdas``; ``kappa_lambda``:
     summary of κ_λ across tasks per λ (:func:`kappa_lambda_table`); ``heads``: λmax and κ with and without the head.
     """
 
     kernels: dict
     lora: dict
-    samples: dict
+    batches: dict
     per_task: pd.DataFrame
     heads: pd.DataFrame
     tokenizer: object
@@ -74,13 +76,14 @@ def task_kernels(tasks, cfg: Scale, seed: int = 0, focus_task: str | None = None
     """The trainable-parameter eNTK of ``cfg.model`` + LoRA on ``cfg.ntk_n`` examples of every task, its LoRA blocks'
     spectrum (κ, κ_λ for each λ of ``lambdas`` with N = ``cfg.ntk_n``, effective rank, top-10 % trace share) and
     what the head adds."""
-    tokenizer = models.load(cfg.model, num_labels=2, seed=seed).tokenizer
-    kernels, lora, samples, rows, head_rows = {}, {}, {}, [], []
+    focus = focus_task if focus_task in tasks else tasks[0]
+    kernels, lora, batches, rows, head_rows = {}, {}, {}, [], []
     for key in tasks:
-        num_labels = data.get_task(key).num_labels
-        samples[key] = task_sample(key, cfg.ntk_n, seed)
-        K = ntk.empirical_ntk(lora_model(cfg, num_labels, seed), batch_of(samples[key], tokenizer, cfg.max_length),
-                              params="trainable")
+        run = prepare_chapter(key, cfg, seed, n_train=cfg.ntk_n, n_heldout=0)  # head trained: params="trainable"
+        num_labels, batches[key], tokenizer = run.num_labels, run.train, run.tokenizer
+        K = ntk.empirical_ntk(run.model, run.train, params="trainable")
+        if key == focus:
+            focus_model = run.model
         kernels[key], lora[key] = K, K.blocks(exclude=("head",))
         rep, full = spectral.spectrum_report(lora[key]), spectral.spectrum_report(K)
         rows.append({"task": key, "C": num_labels, "N·C": rep.n, "λmax": rep.lambda_max, "λmin": rep.lambda_min,
@@ -95,10 +98,8 @@ def task_kernels(tasks, cfg: Scale, seed: int = 0, focus_task: str | None = None
                           **{f"κ_λ LoRA+head λ={lam:g}": _kappa_lambda(full, cfg.ntk_n, lam)
                              for lam in lambdas if lam > 0}})
     per_task, heads = pd.DataFrame(rows).set_index("task"), pd.DataFrame(head_rows).set_index("task")
-    focus = focus_task if focus_task in tasks else tasks[0]
-    focus_model = lora_model(cfg, data.get_task(focus).num_labels, seed)
     counts = models.count_parameters(focus_model)
-    result = TaskKernels(kernels, lora, samples, per_task, heads, tokenizer, counts["lora"])
+    result = TaskKernels(kernels, lora, batches, per_task, heads, tokenizer, counts["lora"])
     result.kappa_lambda = kappa_lambda_table(per_task, cfg.ntk_n, lambdas)
     result.text = {**_task_text(per_task, heads, cfg, counts),
                    **_kappa_lambda_text(result.kappa_lambda, per_task, cfg.ntk_n),
@@ -276,7 +277,7 @@ def head_seed_kernels(tk: TaskKernels, focus_task: str, cfg: Scale, seed: int = 
     Returns (table indexed by head seed, summary with the spreads, that difference, how many pairs of tasks differ in κ
     by more than the head-seed spread, and glue values under ``"text"``).
     """
-    batch = batch_of(tk.samples[focus_task], tk.tokenizer, cfg.max_length)
+    batch = tk.batches[focus_task]
     num_labels = data.get_task(focus_task).num_labels
     rows, error = [], float("nan")
     for head_seed in head_seeds:
@@ -340,8 +341,7 @@ def block_checks(tk: TaskKernels, focus_task: str, cfg: Scale, seed: int = 0, n_
     sum_error = float((sum(focus.per_layer.values()) - focus.values).abs().max() / focus.values.abs().max())
     n_check = min(n_check, cfg.ntk_n)
     direct = ntk.empirical_ntk(frozen_head_model(cfg, data.get_task(focus_task).num_labels, seed),
-                               batch_of(tk.samples[focus_task].select(range(n_check)), tk.tokenizer, cfg.max_length),
-                               params="trainable")
+                               take(tk.batches[focus_task], n_check), params="trainable")
     lora = tk.lora[focus_task]
     direct_error = float((lora[:n_check, :n_check] - direct.values).abs().max() / direct.values.abs().max())
     return {"sum_error": sum_error, "direct_error": direct_error, "n_check": n_check}
@@ -373,7 +373,7 @@ def target_set_kernels(tk: TaskKernels, focus_task: str, cfg: Scale, seed: int =
     λmin(K_large − K_small)/λmax(K_large) (≥ 0 up to round-off when nested) and whether every sorted eigenvalue of
     the larger kernel is at least the smaller's (Weyl). Returns (table, [check per nested pair]).
     """
-    focus, focus_batch = tk.kernels[focus_task], batch_of(tk.samples[focus_task], tk.tokenizer, cfg.max_length)
+    focus, focus_batch = tk.kernels[focus_task], tk.batches[focus_task]
     num_labels = data.get_task(focus_task).num_labels
     base = models.load(cfg.model, num_labels=2).model
     default = models.match_targets(base, cfg.lora_targets)
@@ -411,7 +411,7 @@ def kernel_variants(tk: TaskKernels, focus_task: str, cfg: Scale, seed: int = 0)
     SignGD) and by σmax/σmin of K itself; the asymmetric kernel's complex eigenvalues are not reported.
     Returns (table per variant, {variant: values}, {variant: correlation of entries with SGD's}).
     """
-    focus, focus_batch = tk.kernels[focus_task], batch_of(tk.samples[focus_task], tk.tokenizer, cfg.max_length)
+    focus, focus_batch = tk.kernels[focus_task], tk.batches[focus_task]
     values = {"sgd": tk.lora[focus_task]}
     rows = [{"kernel": "sgd", "seconds": focus.seconds, "memory MiB": memory_mib(focus)}]
     for name in ("signgd", "asym_signgd"):
@@ -462,15 +462,14 @@ def decoder_comparison(tk: TaskKernels, focus_task: str, cfg: Scale, decoder: st
                        seed: int = 0) -> tuple[pd.DataFrame, dict, str]:
     """The LoRA kernel of a decoder (same rank, same target aliases) on the first ``decoder_n`` focus examples,
     beside the encoder's sub-kernel on the same texts. Returns (table, the decoder's row, a sentence)."""
-    start = time.perf_counter()
-    loaded = models.load(decoder, num_labels=data.get_task(focus_task).num_labels, seed=seed)
-    load_seconds = time.perf_counter() - start
-    adapted = "/".join(name.split(".")[-1] for name in models.match_targets(loaded.model, cfg.lora_targets, layers=[0]))
-    n_layers = models.num_layers(loaded.model)
-    model = models.add_lora(loaded.model, cfg.lora_targets, rank=cfg.lora_rank, seed=seed, train_head=False)
     n = min(decoder_n, cfg.ntk_n)
-    K = ntk.empirical_ntk(model, batch_of(tk.samples[focus_task].select(range(n)), loaded.tokenizer, cfg.max_length),
-                          params="trainable")
+    # the same draw of the focus task's examples as the encoder's kernel, tokenized by the decoder's tokenizer
+    run = prepare_chapter(focus_task, cfg, seed, n_train=cfg.ntk_n, n_heldout=0, head="frozen", model=decoder)
+    load_seconds, model = run.seconds, run.model
+    adapted = "/".join(name.removesuffix(".base_layer").split(".")[-1]
+                       for name in models.match_targets(model, cfg.lora_targets, layers=[0]))
+    n_layers = models.num_layers(model)
+    K = ntk.empirical_ntk(model, take(run.train, n), params="trainable")
     dec, enc = spectral.spectrum_report(K), spectral.spectrum_report(tk.lora[focus_task][:n, :n])
     row = {"model": decoder, "layers": n_layers, "task": focus_task, "N": n, "LoRA params": K.n_params,
            "λmax": dec.lambda_max, "λmin": dec.lambda_min, "κ": dec.kappa, "eff. rank": dec.effective_rank,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from linft import data, ntk, predict, toy
+from linft import ntk, predict, toy
 from linft.batches import apply_in_length_chunks
 from linft.device import seed_everything
-from linft.experiments.tasks import TaskSetup, batch_of, setup_task
+from linft.experiments.tasks import TaskSetup, prepare_chapter, setup_task
 from linft.linearize import LinearizedModel, gap_numbers
 from linft.plots.linearization import loglog_slope
 from linft.scales import Scale
@@ -186,9 +186,7 @@ def seeded_study(task: str, cfg: Scale, seeds=(0,), gap_n: int = 32, n_test: int
     sweeps, start = [], time.perf_counter()
     for seed in seeds:
         setup = setup_task(task, cfg, seed)
-        validation = data.load_task(task, seed=seed)["validation"]
-        test = batch_of(data.subsample(validation, min(n_test, len(validation)), seed=seed), setup.tokenizer,
-                        cfg.max_length)
+        test = prepare_chapter(task, cfg, seed, n_heldout=n_test).heldout  # its own draw of n_test examples
         sweeps.append((seed, real_vs_linearized(setup, cfg, seed=seed, gap_n=gap_n, test=test)))
     runs = pd.concat([sw.runs for _, sw in sweeps], ignore_index=True)
     summary = _seed_summary(runs, sweeps)

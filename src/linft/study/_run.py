@@ -1,6 +1,7 @@
 """One run of a sweep: a pure function of its :class:`~linft.study.RunKey` (same key, same threads → same numbers).
 
-Protocol of one run (the chapter-3 set-up, :mod:`linft.experiments.kernel_regression`, at one LoRA configuration):
+Protocol of one run (the chapter-3 set-up at one LoRA configuration; its start is :func:`run_spec`, prepared by
+:func:`linft.runspec.prepare`):
 
 1. ``key.model`` with a ``C``-way classifier head seeded by ``key.seed`` and **frozen**, LoRA (rank, targets, layers
    of the key; A seeded per module by ``key.seed``, B = 0), so the trained parameters are exactly the LoRA matrices;
@@ -81,23 +82,25 @@ def host_columns(threads: int) -> dict:
     return {"threads": threads, "hostname": socket.gethostname(), **_versions()}
 
 
-def _setup(key: RunKey):
-    """(model with frozen head + LoRA, train batch [N, L], test batch [M, L], C) of the run."""
-    from linft import data, models
-    from linft.batches import to_device
-    from linft.device import pick_device
-    from linft.experiments.tasks import batch_of
+def run_spec(key: RunKey):
+    """The :class:`linft.runspec.RunSpec` of the run's start: frozen head, LoRA of the key, the kernel points *are*
+    the N fine-tuning examples (``kernel_points="same"``), and the task split, the training sample and the M
+    held-out (test) examples are all drawn with ``key.seed`` (``split_seed = seed``)."""
+    from linft.runspec import LoraSpec, RunSpec
 
-    num_labels = data.get_task(key.task).num_labels
-    loaded = models.load(key.model, num_labels=num_labels, seed=key.seed, device=pick_device())  # GPU if any
-    model = models.add_lora(loaded.model, list(key.targets), rank=key.rank,
-                            layers=None if key.layers is None else list(key.layers), seed=key.seed, train_head=False)
-    splits = data.load_task(key.task, seed=key.seed)
-    train = batch_of(data.subsample(splits["train"], key.n_train, seed=key.seed), loaded.tokenizer, key.max_length)
-    n_test = min(key.n_test, len(splits["test"]))
-    test = batch_of(data.subsample(splits["test"], n_test, seed=key.seed), loaded.tokenizer, key.max_length)
-    device = next(model.parameters()).device
-    return model, to_device(train, device), to_device(test, device), num_labels
+    lora = LoraSpec(targets=tuple(key.targets), layers=key.layers, rank=key.rank)
+    return RunSpec(model=key.model, task=key.task, lora=lora, head="frozen", n_train=key.n_train,
+                   n_kernel=key.n_train, kernel_points="same", n_heldout=key.n_test, max_length=key.max_length,
+                   seed=key.seed, split_seed=key.seed)
+
+
+def _setup(key: RunKey):
+    """(model with frozen head + LoRA, train batch [N, L], test batch [M, L], C) of the run, on the device
+    :func:`linft.device.pick_device` chose (GPU if any), from :func:`linft.runspec.prepare`."""
+    from linft.runspec import prepare
+
+    run = prepare(run_spec(key))
+    return run.model, run.train, run.heldout, run.num_labels
 
 
 def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, float]:
@@ -106,8 +109,10 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     One kernel over the N training then the M test examples, [N + M, N + M, C, C], so each example's gradients are
     taken once; its blocks are the training kernel [:N, :N] and the test-train kernel [N:, :N] (both kernel
     variants are symmetric pairings of per-example gradients, so a block equals the kernel of its two batches).
+    κ, κ_λ, λmin, λmax, trace, effective rank and kernel-regression accuracy are
+    :func:`linft.kernel_summary.from_spectrum` of that spectrum.
     """
-    from linft import LinftError, ntk, predict, spectral
+    from linft import LinftError, kernel_summary, ntk, predict, spectral
     from linft.batches import join_tokens
 
     kernel = "sgd" if key.setting == "mse_gd" else "signgd"
@@ -127,15 +132,12 @@ def _kernel_columns(key: RunKey, model, train: dict, test: dict) -> tuple[dict, 
     if key.setting == "mse_gd":
         at_steps = kr.accuracy(K_test, f0_test, labels, step=key.steps, lr=lr)
         predicted = float(kr.curves(lr=lr, steps=key.steps).loss[-1])
+    summary = kernel_summary.from_spectrum(spectrum, lam=key.lam, kr_acc=kr.accuracy(K_test, f0_test, labels))
     columns = {
         "n_params": K.n_params, "kernel": kernel, "_kernel": K,
-        "kappa": predict.kappa_lambda(spectrum, lam=0.0),
-        "kappa_lambda": predict.kappa_lambda(spectrum, lam=key.lam),
-        "lambda_min": spectrum.mu_min, "lambda_max": spectrum.mu_max,
-        "trace": float(spectrum.eigenvalues.sum()),
-        "effective_rank": spectral.effective_rank(spectrum.eigenvalues),
-        "kr_acc": kr.accuracy(K_test, f0_test, labels),
-        "kr_acc_at_steps": at_steps, "train_loss_predicted": predicted,
+        "kappa": summary.kappa, "kappa_lambda": summary.kappa_lambda, "lambda_min": summary.lambda_min,
+        "lambda_max": summary.lambda_max, "trace": summary.trace, "effective_rank": summary.effective_rank,
+        "kr_acc": summary.kr_acc, "kr_acc_at_steps": at_steps, "train_loss_predicted": predicted,
     }
     return columns, lr
 
