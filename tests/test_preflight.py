@@ -87,6 +87,14 @@ def test_str_shows_numbers_and_a_loss_plot(report):
     assert "step 30" in text
 
 
+def test_report_says_what_the_books_study_found_about_kappa(report):
+    from linft.finding import load_finding
+
+    finding = load_finding()
+    assert report.study_finding == finding and report.as_dict()["study_finding"] == finding
+    assert f"{finding['scope']['runs']} runs" in str(report) and finding["verdict"] in str(report)
+
+
 def test_save_plot_writes_a_png(report, tmp_path):
     path = report.save_plot(tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

@@ -49,6 +49,7 @@ from torch import nn
 
 from linft import LinftError, check_choice, check_positive_int, data, kernel_summary, ntk, predict, runspec
 from linft.batches import join_tokens
+from linft.finding import finding_text, load_finding
 from linft.regularize import check_lam
 from linft.runspec import HEADS, LoraSpec, RunSpec
 from linft.stats import accuracy_ci
@@ -235,6 +236,8 @@ class PreflightReport:
     init_accuracy: float
     seconds: dict[str, float] = field(default_factory=dict)
     output: str = "full"
+    #: how well the book's study found κ to rank LoRA configurations, with its scope (:mod:`linft.finding`)
+    study_finding: dict | None = field(default_factory=load_finding)
 
     _SCALARS = ("kappa", "kappa_lambda", "lambda_min", "lambda_max", "effective_rank", "trace", "lr", "n_params",
                 "kr_accuracy", "kr_accuracy_low", "kr_accuracy_high", "init_accuracy")
@@ -280,6 +283,8 @@ class PreflightReport:
             *("    " + line for line in _text_plot(self.train_loss)),
             "",
             f"  time: {seconds}",
+            "",
+            "  what κ is worth: " + finding_text(self.study_finding),
         ]
         return "\n".join(lines)
 

@@ -13,12 +13,12 @@ from linft import LinftError, check_choice
 from linft.kernel_spectrum import KernelSpectrum
 from linft.layers._weyl import weyl_sum_bounds
 from linft.regularize import check_lam
+from linft.runspec import HEADS
 from linft.spectral import effective_rank, kappa_from_extremes
 
 __all__ = ["HEADS", "LayerKernels", "UnionBounds", "UnionSpectrum"]
 
 #: what happens to the classification head: "frozen" (kernel over LoRA only) or "trained" (head block added to F)
-HEADS = ("frozen", "trained")
 _LAYER = re.compile(r"layer(\d+)")
 #: relative slack for :meth:`UnionBounds.contains` (round-off of two eigen-decompositions of float64 matrices)
 CONTAINS_RTOL = 1e-9
