@@ -33,7 +33,7 @@ def test_backend_starts_and_stops_its_own_cluster(tmp_path):
     frame = run_sweep(FAILING, tmp_path / "fail.csv", backend="ray", num_cpus=2, progress=False)
     assert not ray.is_initialized()  # the cluster this call started is gone
     assert len(frame) == 1 and frame["status"].iloc[0] == "failed"
-    assert "LinftError" in frame["error"].iloc[0] and "n=10000000" in frame["error"].iloc[0]
+    assert "LinftError" in frame["error"].iloc[0] and "n_train = 10000000" in frame["error"].iloc[0]
 
 
 @pytest.fixture(scope="module")
@@ -68,4 +68,4 @@ def test_ray_rows_equal_serial_rows(tmp_path, cluster, one_thread):
 def test_ray_records_a_failing_run(tmp_path, cluster):
     frame = run_sweep(FAILING, tmp_path / "fail.csv", backend="ray", progress=False)
     assert len(frame) == 1 and frame["status"].iloc[0] == "failed"
-    assert "n=10000000" in frame["error"].iloc[0]
+    assert "n_train = 10000000" in frame["error"].iloc[0]
