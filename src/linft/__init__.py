@@ -13,8 +13,9 @@ Public modules, one concept each:
   :mod:`linft.finding`: what the book's study found about κ, shipped for ``linft predict``;
 - :mod:`linft.batches`: the one validator of tokenized batches used by every computation;
   :mod:`linft.functional`: a model's logits as a function of a parameter dict;
-- :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra; :mod:`linft.predict`:
-  fine-tuning as kernel regression (predicted outputs and loss curves, κ_λ, stable step sizes);
+- :mod:`linft.ntk`: empirical NTKs (subpackage); :mod:`linft.spectral`: their spectra; :mod:`linft.predict`
+  (its spectrum record in :mod:`linft.kernel_spectrum`): fine-tuning as kernel regression (predicted outputs and
+  loss curves, κ_λ, stable step sizes);
 - :mod:`linft.layers`: per-layer kernels, Weyl bounds for unions of layers, layer selection and its baselines;
   :mod:`linft.preflight`: what a LoRA configuration will do, before training (``linft predict``/``linft layers``);
   :mod:`linft.userdata`: the user's own labelled texts (CSV, JSONL, a ``datasets`` folder) as a task;

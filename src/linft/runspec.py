@@ -21,7 +21,7 @@ minibatch order. ``n_heldout`` is capped at the split's size (the cap is recorde
 held-out batch. A study whose runs each split the task with their own seed (chapter 5's few-shot study) sets
 ``split_seed = seed``.
 
-``task`` is a registry key (:data:`linft.data.TASKS`) or the path of the user's data
+``task`` is a registry key (``linft.data.TASKS``) or the path of the user's data
 (:func:`linft.userdata.resolve_task`, columns ``text_col`` and ``label_col``).
 
 A spec round-trips through a flat row of strings (:meth:`RunSpec.as_row` / :meth:`RunSpec.from_row`), which is how

@@ -304,12 +304,13 @@ def fine_tune(
             checked by :func:`linft.batches.check_batch` (``attention_mask`` is required).
         eval_batch: same format, or None (no eval columns).
         config: the run's settings as a :class:`TrainConfig`; or leave it None and pass the settings below as
-            keywords (``lr`` and ``steps`` required), which build one (``TrainConfig(**settings)``). Not both.
+            keywords (``lr`` and ``steps`` required; they are :class:`TrainConfig`'s fields), which build one
+            (``TrainConfig(**settings)``). Not both.
         lin_reference: for a real model, a LinearizedModel wrapping the same starting model, used for the gap
             columns. If it is None and ``track_gap`` is set, one is built at the start (:func:`gap_reference`).
             Ignored for a LinearizedModel, which is its own reference.
 
-    Settings (:class:`TrainConfig`'s fields, as keywords):
+    Keyword Args:
         loss: ``"ce"`` (cross-entropy) or ``"mse"`` (see :func:`task_loss` and ``mse_target``).
         optimizer: ``"adamw"`` (``torch.optim.AdamW`` with weight_decay=0, so λ is the only pull) or ``"gd"``
             (plain SGD, no momentum; gradient descent when the batch is full).

@@ -58,7 +58,7 @@ def kappa_scatter(frame: pd.DataFrame, outcomes=("eval_acc", "train_loss"), x: s
 
 def predictor_forest(rivals: pd.DataFrame, title: str | None = None):
     """Pooled within-task Spearman ρ of every predictor with the outcome, with its 95 % interval, one panel per
-    setting; the claim's predictor (log κ) highlighted. ``rivals``: :func:`linft.experiments.validation.rival_table`."""
+    setting; the claim's predictor (log κ) highlighted. ``rivals``: ``linft.experiments.validation.rival_table``."""
     require_columns(rivals, ["setting", "predictor", "label", "r", "low", "high"], "predictor_forest")
     settings = [s for s in _SETTINGS if s in set(rivals["setting"])]
     fig, axes = plt.subplots(1, len(settings), figsize=(4.8 * len(settings) + 1.0, 0.32 * rivals["label"].nunique()
@@ -87,7 +87,7 @@ def predictor_forest(rivals: pd.DataFrame, title: str | None = None):
 def anchored_pairs(pairs: pd.DataFrame, lam: float, title: str | None = None):
     """The anchored slice cell by cell, one column per setting: training loss reached at λ = 0 against at ``lam``
     (top; hollow where either run did not move) and log₁₀ κ against log₁₀ κ_λ (bottom), with the diagonal.
-    ``pairs``: :attr:`linft.experiments.validation.AnchoredStudy.pairs`."""
+    ``pairs``: ``AnchoredStudy.pairs`` (:mod:`linft.experiments.validation`)."""
     require_columns(pairs, ["setting", "task", "kappa", "kappa_lambda", "train_loss_0", "train_loss_lam", "moved_0",
                             "moved_lam"], "anchored_pairs")
     settings = [s for s in _SETTINGS if s in set(pairs["setting"])]
