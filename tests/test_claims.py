@@ -243,14 +243,19 @@ def test_check_results_wants_chapter5s_verdicts_reruns_and_anchored_slice():
             "anchored": {"lam": 0.5, "counts": {"rows": 108},
                          "verdicts": {"ce_adamw": {"verdict": "not yet tested", "evidence": "only 0 of 54 moved"}}},
             "counts": {"rows": 10, "used": 8, "failed": 1, "not_moved": 1},
-            "reference": {"primary": {t: {"rho": 0.2, "low": -0.1, "high": 0.5, "verdict": "does not hold"}
-                                      for t in ("mr", "pooled")},
-                          "counts": {"tasks": ["mr"], "calib": [32]},
+            "reference": {"primary": {**{t: {"rho": 0.2, "low": -0.1, "high": 0.5, "verdict": "not resolved",
+                                             "n_configs": 12} for t in ("mr", "pooled")},
+                                      "subj": {"rho": float("nan"), "low": float("nan"), "high": float("nan"),
+                                               "verdict": "not tested", "n_configs": 2}},  # the sweep just got there
+                          "counts": {"tasks": ["mr", "subj"], "calib": [32]},
                           "rho_n": [{"kernel": k, "n": 32, "kernel_seconds": 1.5} for k in ("ref", "trained")]}}
     assert chapter5_problems(good, Path("ch5.json")) == []
     nan_rho = {**good["reference"], "primary": {**good["reference"]["primary"],
                                                 "mr": {**good["reference"]["primary"]["mr"], "rho": float("nan")}}}
     assert "reference.primary['mr']" in chapter5_problems({**good, "reference": nan_rho}, Path("ch5.json"))[0]
+    untested = {**good["reference"], "primary": {**good["reference"]["primary"],
+                                                 "mr": {**good["reference"]["primary"]["mr"], "verdict": "not tested"}}}
+    assert "reference.primary['mr']" in chapter5_problems({**good, "reference": untested}, Path("ch5.json"))[0]
     for key, bad, says in [("anchored", {}, "'anchored'"), ("anchored", {**good["anchored"], "lam": 0}, "'anchored'"),
                            ("rerun", [{"match": False}], "re-run"),
                            ("counts", {"rows": 10, "used": 8, "failed": 0, "not_moved": 1}, "'counts'")]:
