@@ -46,6 +46,9 @@ def test_claim_holds_when_low_kappa_means_high_accuracy(tmp_path):
     assert set(study.primary["verdict"]) == {"holds"}
     assert (study.primary["high"] < 0).all()
     assert study.counts["configs"] == {"t0": 12, "t1": 12, "t2": 12} and study.counts["seeds"] == [0, 1, 2, 3]
+    acc = study.accuracy
+    assert (acc["eval_acc_low"] <= acc["eval_acc"]).all() and (acc["eval_acc"] <= acc["eval_acc_high"]).all()
+    assert (acc["eval_acc_low"] < acc["eval_acc_high"]).all()  # configurations differ, so the interval has width
 
 
 def test_claim_fails_when_the_sign_is_opposite(tmp_path):

@@ -37,6 +37,7 @@ from scipy import stats as scipy_stats
 
 from linft import LinftError, require_columns
 from linft.rankstats import noise_ceiling
+from linft.stats import bootstrap_ci
 
 __all__ = ["PRIMARY", "RIVALS", "USEFUL_RHO", "POWER_RHO", "POWER_BAR", "load_reference_study", "config_means",
            "config_bootstrap", "primary_test", "verdict_of", "power_table", "configs_needed", "rival_differences",
@@ -281,9 +282,10 @@ def _interval(row) -> str:
 
 @dataclass
 class ReferenceStudy:
-    """Every table of the keystone study (see the module docstring), its configuration means (``means``: task ×
-    config, log κ of both kernels at every N, eval accuracy mean/min/max over seeds), its sentences and its
-    headline dict (``headline``). ``planned``: the runs the sweep plans (None: unknown)."""
+    """Every table of the keystone study (see the module docstring): ``accuracy`` per task (mean eval accuracy with a
+    95 % interval over configurations, min, max, the majority-class share, accuracy before training), its
+    configuration means (``means``: task × config, log κ of both kernels at every N, eval accuracy mean/min/max
+    over seeds), its sentences and its headline dict (``headline``). ``planned``: the runs the sweep plans (None: unknown)."""
 
     counts: dict
     primary: pd.DataFrame
@@ -365,6 +367,12 @@ def reference_study(path: str | Path, *, n_boot: int = 2000, seed: int = 0, plan
                                          eval_acc_min=("eval_acc", "min"), eval_acc_max=("eval_acc", "max"),
                                          majority=("eval_majority", "mean"),
                                          eval_acc_init=("eval_acc_init", "mean")).reset_index()
+    intervals = {task: bootstrap_ci(part.groupby("config")["eval_acc"].mean().to_numpy(), seed=seed)
+                 for task, part in frame.groupby("task")}  # configurations resampled, their seed means kept
+    accuracy["eval_acc_low"] = accuracy["task"].map(lambda t: intervals[t][1])
+    accuracy["eval_acc_high"] = accuracy["task"].map(lambda t: intervals[t][2])
+    accuracy = accuracy[["task", "runs", "eval_acc", "eval_acc_low", "eval_acc_high", "eval_acc_min",
+                         "eval_acc_max", "majority", "eval_acc_init"]]
     kappa_columns = [c for c in frame.columns if c.startswith("log_kappa_") and "draw" not in c]
     means = config_means(frame, [*kappa_columns, "eval_acc"])
     spread = frame.groupby(["task", "config"])["eval_acc"].agg(["min", "max"]).add_prefix("eval_acc_")
