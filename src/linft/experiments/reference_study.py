@@ -285,7 +285,8 @@ class ReferenceStudy:
     """Every table of the keystone study (see the module docstring): ``accuracy`` per task (mean eval accuracy with a
     95 % interval over configurations, min, max, the majority-class share, accuracy before training), its
     configuration means (``means``: task × config, log κ of both kernels at every N, eval accuracy mean/min/max
-    over seeds), its sentences and its headline dict (``headline``). ``planned``: the runs the sweep plans (None: unknown)."""
+    over seeds), its sentences and its headline dict (``headline``). ``planned``: the runs the sweep plans
+    (None: unknown)."""
 
     counts: dict
     primary: pd.DataFrame
